@@ -1,0 +1,89 @@
+"""Running the classifier members and the stacking ensemble on preprocessed slices."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import config
+from core.ensemble import StackingEnsemble
+from core.preprocess import classifier_input
+from core.registry import load_keras_model, model_card, models_by, verified_path
+
+ENSEMBLE_NAME = "stacking_ensemble"
+
+
+@dataclass
+class Member:
+    """One loaded member: its Keras model and card."""
+
+    name: str
+    model: Any
+    card: dict
+
+    @property
+    def input_size(self) -> int:
+        return int(self.card["input"]["size"])
+
+
+def predict_batches(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Probabilities for ``(N, S, S)`` or ``(N, S, S, C)`` inputs, in batches (compiled, warm)."""
+    if x.ndim == 3:
+        x = x[..., None]
+    out = [np.asarray(model.predict_on_batch(x[i:i + batch])) for i in range(0, len(x), batch)]
+    return np.concatenate(out, axis=0).astype(np.float64)
+
+
+def load_member(name: str, weights_dir: Path | None = None) -> Member:
+    return Member(name, load_keras_model(name, weights_dir), model_card(name, weights_dir))
+
+
+def member_inputs(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:
+    """Brain-cropped classifier inputs ``(N, size, size)`` from greyscale slices."""
+    return np.stack([classifier_input(image, size) for image in images])
+
+
+@dataclass
+class Classifier:
+    """The shipped ensemble: members in the meta-learner's order plus the meta-learner."""
+
+    members: list[Member]
+    ensemble: StackingEnsemble
+    ensemble_card: dict
+
+    @classmethod
+    def load(cls, weights_dir: Path | None = None) -> "Classifier":
+        ensemble = StackingEnsemble.load(verified_path(ENSEMBLE_NAME, weights_dir))
+        return cls([load_member(n, weights_dir) for n in ensemble.members], ensemble,
+                   model_card(ENSEMBLE_NAME, weights_dir))
+
+    def member_probabilities(self, images: list[np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """``{member: (N, K)}`` for raw greyscale slices (each member preprocesses at its size)."""
+        by_size: dict[int, np.ndarray] = {}
+        out = {}
+        for member in self.members:
+            if member.input_size not in by_size:
+                by_size[member.input_size] = member_inputs(images, member.input_size)
+            out[member.name] = predict_batches(member.model, by_size[member.input_size])
+        return out
+
+    def predict(self, images: list[np.ndarray] | np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Members' probabilities and the calibrated ensemble probabilities ``(N, K)``."""
+        probs = self.member_probabilities(images)
+        return probs, self.ensemble.predict_proba([probs[m.name] for m in self.members])
+
+    def versions(self) -> dict[str, str]:
+        """``{model name: sha256}`` of everything that contributed to a decision."""
+        out = {m.name: m.card["sha256"] for m in self.members}
+        out[ENSEMBLE_NAME] = self.ensemble_card["sha256"]
+        return out
+
+
+def shipped_member_names(weights_dir: Path | None = None) -> list[str]:
+    return sorted(models_by("classification", "ensemble_member", weights_dir))
+
+
+def class_names() -> list[str]:
+    return list(config.CLASS_NAMES)

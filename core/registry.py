@@ -1,0 +1,138 @@
+"""The shipped-model registry: ``weights/manifest.json`` holds one model card per model.
+
+A card records how the model was made (architecture, input, classes, data and split, epochs,
+configuration, the training command) and what it scored, plus the sha256 of its file, which is
+checked before the file is loaded. Training CLIs write cards through :func:`record_model`;
+:func:`render_model_cards` turns the manifest into ``weights/MODEL_CARDS.md`` for people.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from core import config
+from core.errors import ModelUnavailable
+
+MANIFEST_NAME = "manifest.json"
+
+
+def manifest_path(weights_dir: Path | None = None) -> Path:
+    return (weights_dir or config.WEIGHTS_DIR) / MANIFEST_NAME
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(weights_dir: Path | None = None) -> dict[str, Any]:
+    """The manifest as a dict (``{"schema": 1, "models": {}}`` when there is none yet)."""
+    path = manifest_path(weights_dir)
+    if not path.is_file():
+        return {"schema": 1, "models": {}}
+    return json.loads(path.read_text())
+
+
+def save_manifest(manifest: dict[str, Any], weights_dir: Path | None = None) -> None:
+    path = manifest_path(weights_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def model_card(name: str, weights_dir: Path | None = None) -> dict[str, Any]:
+    """The card of one model; :class:`ModelUnavailable` when the manifest does not list it."""
+    models = load_manifest(weights_dir)["models"]
+    if name not in models:
+        raise ModelUnavailable(f"model {name!r} is not in {manifest_path(weights_dir)}; known: {sorted(models)}")
+    return models[name]
+
+
+def record_model(name: str, card: dict[str, Any], weights_dir: Path | None = None) -> dict[str, Any]:
+    """Add or replace a card, stamping the file's sha256 and size; returns the stored card."""
+    weights_dir = weights_dir or config.WEIGHTS_DIR
+    path = weights_dir / card["file"]
+    card = {**card, "sha256": file_sha256(path), "size_bytes": path.stat().st_size}
+    manifest = load_manifest(weights_dir)
+    manifest["models"][name] = card
+    save_manifest(manifest, weights_dir)
+    return card
+
+
+def update_metrics(name: str, key: str, metrics: dict[str, Any], weights_dir: Path | None = None) -> None:
+    """Store ``metrics`` under ``card["metrics"][key]`` (for example ``"test_official"``)."""
+    manifest = load_manifest(weights_dir)
+    if name not in manifest["models"]:
+        raise ModelUnavailable(f"model {name!r} is not in the manifest")
+    manifest["models"][name].setdefault("metrics", {})[key] = metrics
+    save_manifest(manifest, weights_dir)
+
+
+def verified_path(name: str, weights_dir: Path | None = None) -> Path:
+    """Path of a model's file after checking that it exists and matches its sha256."""
+    weights_dir = weights_dir or config.WEIGHTS_DIR
+    card = model_card(name, weights_dir)
+    path = weights_dir / card["file"]
+    if not path.is_file():
+        raise ModelUnavailable(f"weights file {card['file']} for {name!r} is missing from {weights_dir}")
+    actual = file_sha256(path)
+    if actual != card["sha256"]:
+        raise ModelUnavailable(f"{card['file']} does not match its manifest checksum "
+                               f"(expected {card['sha256'][:12]}…, found {actual[:12]}…); retrain or restore it")
+    return path
+
+
+def load_keras_model(name: str, weights_dir: Path | None = None):
+    """Load a checked ``.keras`` model for inference (no optimizer, not compiled)."""
+    import keras  # local: importing the backend is slow, and the manifest tools do not need it
+
+    return keras.saving.load_model(verified_path(name, weights_dir), compile=False)
+
+
+def models_by(task: str | None = None, role: str | None = None, weights_dir: Path | None = None) -> dict[str, dict]:
+    """Cards filtered by ``task`` (classification, segmentation, brats) and ``role``."""
+    return {n: c for n, c in load_manifest(weights_dir)["models"].items()
+            if (task is None or c.get("task") == task) and (role is None or c.get("role") == role)}
+
+
+def render_model_cards(weights_dir: Path | None = None) -> str:
+    """Markdown model cards for every model in the manifest (written to MODEL_CARDS.md)."""
+    manifest = load_manifest(weights_dir)
+    out = ["# Model cards", "", "Generated from `weights/manifest.json` by `python -m core.registry`.",
+           "All models were trained from scratch by this project's code (no pretrained weights).", ""]
+    for name, card in manifest["models"].items():
+        out += [f"## {name}", "", card.get("description", ""), "", "| field | value |", "| --- | --- |"]
+        for key in ("task", "role", "architecture", "file", "sha256", "size_bytes", "params", "input",
+                    "classes", "data", "split", "epochs", "backend", "trained_at", "training_command"):
+            if key in card:
+                value = card[key]
+                if isinstance(value, (dict, list)):
+                    value = json.dumps(value)
+                out.append(f"| {key} | {str(value).replace('|', '/')} |")
+        for split, metrics in card.get("metrics", {}).items():
+            shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}
+            out.append(f"| metrics: {split} | {json.dumps(shown)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> None:
+    """``python -m core.registry``: verify every checksum and rewrite MODEL_CARDS.md."""
+    manifest = load_manifest()
+    for name in manifest["models"]:
+        verified_path(name)
+        print(f"ok {name}")
+    (config.WEIGHTS_DIR / "MODEL_CARDS.md").write_text(render_model_cards())
+    print(f"RESULT models={len(manifest['models'])}")
+
+
+if __name__ == "__main__":
+    main()

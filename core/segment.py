@@ -1,0 +1,104 @@
+"""2D tumour segmentation: model input geometry, probability maps and post-processing.
+
+The segmenter sees the whole slice padded to a square and resized to its input size; the
+probability map is mapped back to the upload's own pixel grid so the mask, overlay and
+measurements line up with the original image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.morphology import fill_holes, keep_largest_component, remove_small_components
+from core.preprocess import pad_to_square, resize, to_unit_range
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """Threshold the probability map, fill holes, drop small components, optionally keep one.
+
+    ``min_area_mm2`` applies when the pixel spacing is known; otherwise ``min_area_px``.
+    """
+
+    threshold: float = 0.5
+    min_area_mm2: float = 20.0
+    min_area_px: int = 20
+    keep_largest: bool = True
+
+
+@dataclass(frozen=True)
+class SquareGeometry:
+    """How an ``(H, W)`` slice was padded into a square of side ``side``."""
+
+    height: int
+    width: int
+    side: int
+    top: int
+    left: int
+
+
+def square_geometry(shape: tuple[int, int]) -> SquareGeometry:
+    h, w = shape
+    side = max(h, w)
+    return SquareGeometry(h, w, side, (side - h) // 2, (side - w) // 2)
+
+
+def to_model_input(image: np.ndarray, size: int) -> tuple[np.ndarray, SquareGeometry]:
+    """Slice → ``(size, size)`` float32 in [0, 1] (square-padded) and the geometry to undo it."""
+    unit = to_unit_range(image)
+    geometry = square_geometry(unit.shape)
+    return np.clip(resize(pad_to_square(unit), size), 0.0, 1.0).astype(np.float32), geometry
+
+
+def to_original_grid(prob: np.ndarray, geometry: SquareGeometry) -> np.ndarray:
+    """Model-size probability map → the slice's own ``(H, W)`` grid (bilinear, then un-pad)."""
+    import cv2
+
+    square = cv2.resize(prob.astype(np.float32), (geometry.side, geometry.side), interpolation=cv2.INTER_LINEAR)
+    return square[geometry.top:geometry.top + geometry.height, geometry.left:geometry.left + geometry.width]
+
+
+def postprocess(prob: np.ndarray, spacing_mm: tuple[float, float] | None, rules: PostProcessing) -> np.ndarray:
+    """Binary mask from a probability map following ``rules``."""
+    mask = fill_holes(prob >= rules.threshold)
+    mask = remove_small_components(mask, rules.min_area_mm2, spacing_mm, min_area_px_fallback=rules.min_area_px)
+    if rules.keep_largest and mask.any():
+        mask = keep_largest_component(mask)
+    return mask.astype(bool)
+
+
+@dataclass
+class Segmenter:
+    """A loaded 2D segmenter with its card's input size and post-processing rules."""
+
+    name: str
+    model: object
+    card: dict
+
+    @classmethod
+    def load(cls, name: str = "resunet", weights_dir=None) -> "Segmenter":
+        from core.registry import load_keras_model, model_card
+
+        return cls(name, load_keras_model(name, weights_dir), model_card(name, weights_dir))
+
+    @property
+    def input_size(self) -> int:
+        return int(self.card["input"]["size"])
+
+    @property
+    def rules(self) -> PostProcessing:
+        stored = self.card.get("postprocessing", {})
+        return PostProcessing(**{k: stored[k] for k in PostProcessing.__dataclass_fields__ if k in stored})
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Tumour probability for every pixel of ``image`` ``(H, W)`` float32 in [0, 1]."""
+        x, geometry = to_model_input(image, self.input_size)
+        prob = np.asarray(self.model.predict_on_batch(x[None, ..., None]))[0, ..., 0]
+        return to_original_grid(prob, geometry)
+
+    def segment(self, image: np.ndarray, spacing_mm: tuple[float, float] | None,
+                rules: PostProcessing | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(mask, probabilities)`` on the slice's own grid."""
+        prob = self.probabilities(image)
+        return postprocess(prob, spacing_mm, rules or self.rules), prob

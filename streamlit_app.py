@@ -1,0 +1,16 @@
+"""Brain-tumour MRI dashboard: page configuration, navigation and the shared sidebar."""
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="Brain-tumour MRI dashboard", page_icon=":material/neurology:", layout="wide")
+
+pages = [
+    st.Page("pages/analyze.py", title="Analyse a slice", icon=":material/biotech:", default=True),
+]
+navigation = st.navigation(pages)
+
+with st.sidebar:
+    st.caption("Research and teaching tool — not a medical device. Results must not guide diagnosis or treatment.")
+
+navigation.run()

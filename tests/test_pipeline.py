@@ -1,0 +1,115 @@
+"""The slice pipeline with the shipped weights, and its branching with stand-in models."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core import config
+from core.io import Slice, read_slice_file
+from core.pipeline import AnalysisOptions, Analyzer
+
+CLASSES = list(config.CLASS_NAMES)
+
+
+def synthetic(name: str) -> Slice:
+    return read_slice_file(config.SAMPLE_DIR / name)
+
+
+def sample_of(kind: str) -> str:
+    manifest = json.loads((config.SAMPLE_DIR / "manifest.json").read_text())
+    return next(f["name"] for f in manifest["files"] if f["kind"] == "slice" and f.get("class") == kind)
+
+
+class FixedClassifier:
+    """Stands in for the ensemble: always the same decision (tests the pipeline's branching)."""
+
+    def __init__(self, decision: str):
+        self.probs = np.full((1, 4), 0.02)
+        self.probs[0, CLASSES.index(decision)] = 0.94
+
+    def predict(self, images):
+        return {"m1": self.probs, "m2": self.probs}, self.probs
+
+    def versions(self):
+        return {"fixed": "0" * 64}
+
+
+def test_shipped_pipeline_result_is_complete_and_json_able(analyzer):
+    result = analyzer.analyze(synthetic(sample_of("glioma")), AnalysisOptions(segment_anyway=True))
+    payload = json.loads(json.dumps(result.to_dict()))
+    assert payload["decision"] in CLASSES
+    assert abs(sum(result.probabilities) - 1) < 1e-5
+    assert len(result.member_probabilities) == 4
+    for probs in result.member_probabilities.values():
+        assert abs(sum(probs) - 1) < 1e-4
+    assert result.segmented and result.mask.shape == result.shape
+    assert set(result.model_versions) >= {"stacking_ensemble", "resunet"}
+    assert all(len(v) == 64 for v in result.model_versions.values())
+    assert "mask_png_base64" in payload
+
+
+def test_no_tumour_stops_before_segmentation_unless_asked(analyzer):
+    stand_in = Analyzer(FixedClassifier("notumor"), analyzer.segmenter)
+    image = synthetic(sample_of("notumor"))
+    stopped = stand_in.analyze(image)
+    assert not stopped.segmented and stopped.mask is None and stopped.features is None
+    forced = stand_in.analyze(image, AnalysisOptions(segment_anyway=True))
+    assert forced.segmented and forced.mask is not None
+
+
+def test_tumour_with_empty_mask_is_warned(analyzer):
+    stand_in = Analyzer(FixedClassifier("glioma"), analyzer.segmenter)
+    blank = Slice(image=np.zeros((128, 128), np.float32), spacing_mm=None, source_format="png", name="blank.png",
+                  metadata={}, identifiers={}, colourfulness=0.0)
+    result = stand_in.analyze(blank)
+    assert result.segmented and result.features is None
+    assert any("found no tumour region" in w for w in result.warnings)
+
+
+def test_spacing_from_file_and_from_user(analyzer):
+    dicom = next(f for f in json.loads((config.SAMPLE_DIR / "manifest.json").read_text())["files"]
+                 if f["name"].endswith(".dcm"))
+    slice_ = synthetic(dicom["name"])
+    assert slice_.spacing_mm is not None
+    stand_in = Analyzer(FixedClassifier("meningioma"), analyzer.segmenter)
+    from_file = stand_in.analyze(slice_)
+    assert from_file.spacing_source == "file"
+    if from_file.features:
+        assert from_file.features.area_mm2 == pytest.approx(
+            from_file.features.area_px * slice_.spacing_mm[0] * slice_.spacing_mm[1], rel=1e-6)
+    png = synthetic(sample_of("glioma"))
+    typed = stand_in.analyze(png, AnalysisOptions(spacing_override_mm=(0.5, 0.5)))
+    assert typed.spacing_source == "user"
+    unknown = stand_in.analyze(png)
+    assert unknown.spacing_source == "unknown"
+    if unknown.features:
+        assert unknown.features.area_mm2 is None
+        assert any("Pixel spacing unknown" in w for w in unknown.warnings)
+
+
+def test_real_testing_images_are_classified_correctly(analyzer, data_root):
+    """A fixed, stratified handful of official Testing images (skips without the data)."""
+    from core.datasets import list_classification
+
+    listing = list_classification(data_root / "brain_mri_4class" / "Testing")
+    rng = np.random.default_rng(0)
+    picks = np.concatenate([rng.choice(np.flatnonzero(listing.labels == k), 10, replace=False) for k in range(4)])
+    images = [read_slice_file(listing.paths[i]).image for i in picks]
+    _, probs = analyzer.classifier.predict(images)
+    accuracy = float(np.mean(probs.argmax(1) == listing.labels[picks]))
+    assert accuracy >= 0.9, accuracy
+
+
+def test_real_figshare_slice_is_segmented(analyzer, data_root):
+    from core.datasets import list_segmentation, read_mask
+    from core.metrics import dice
+
+    listing = list_segmentation(data_root / "figshare_3064")
+    held_out = [i for i, f in enumerate(listing.folds) if f == 4][:12]
+    scores = []
+    for i in held_out:
+        mask, _ = analyzer.segmenter.segment(read_slice_file(listing.images[i]).image, (0.98, 0.98))
+        scores.append(dice(mask, read_mask(listing.masks[i])))
+    assert np.mean(scores) > 0.6, scores

@@ -1,0 +1,55 @@
+"""The shipped weights: every file carded, checksummed, lean; tampering is detected."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from core import config
+from core.errors import ModelUnavailable
+from core.registry import file_sha256, load_manifest, verified_path
+
+REQUIRED = {"task", "role", "architecture", "file", "sha256", "size_bytes", "classes", "data", "split",
+            "metrics", "training_command", "trained_at", "backend"}
+MiB = 1024 * 1024
+
+
+def test_every_card_is_complete_and_matches_its_file():
+    models = load_manifest()["models"]
+    assert {"stacking_ensemble", "resunet"} <= set(models)
+    for name, card in models.items():
+        assert REQUIRED <= set(card), f"{name} card lacks {REQUIRED - set(card)}"
+        path = config.WEIGHTS_DIR / card["file"]
+        assert file_sha256(path) == card["sha256"], name
+        assert card["training_command"].startswith("python -m core.train."), name
+
+
+def test_every_weight_file_is_listed_and_lean():
+    listed = {card["file"] for card in load_manifest()["models"].values()}
+    on_disk = {p.name for p in config.WEIGHTS_DIR.glob("*.keras")}
+    assert on_disk <= listed, f"unlisted weights: {on_disk - listed}"
+    sizes = [p.stat().st_size for p in config.WEIGHTS_DIR.rglob("*") if p.is_file()]
+    assert max(sizes) < 16 * MiB
+    assert sum(sizes) < 80 * MiB
+
+
+def test_ensemble_has_four_diverse_members():
+    models = load_manifest()["models"]
+    members = models["stacking_ensemble"]["members"]
+    assert len(members) >= 4
+    families = {models[m]["family"] for m in members}
+    assert len(families) == len(members)
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    shutil.copytree(config.WEIGHTS_DIR, tmp_path / "w")
+    card = load_manifest(tmp_path / "w")["models"]["resunet"]
+    path = tmp_path / "w" / card["file"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelUnavailable, match="checksum"):
+        verified_path("resunet", tmp_path / "w")
+    path.unlink()
+    with pytest.raises(ModelUnavailable, match="missing"):
+        verified_path("resunet", tmp_path / "w")
