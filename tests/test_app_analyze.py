@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +13,11 @@ from streamlit.testing.v1 import AppTest
 from core import config
 
 TIMEOUT = 180
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
 
 def page() -> AppTest:
-    at = AppTest.from_file("streamlit_app.py", default_timeout=TIMEOUT)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
     return at
