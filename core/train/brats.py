@@ -25,7 +25,7 @@ from core.metrics import dice
 from core.models.losses import dice_focal_loss
 from core.models.segmenters import build_segmenter
 from core.registry import record_model
-from core.train.common import (BestWeights, TimeBudget, cosine_schedule, relative_to_repo, run_facts,
+from core.train.common import (BestWeights, CosineWithinBudget, relative_to_repo, run_facts,
                                save_inference_model, set_batchnorm_momentum, set_seed, training_command)
 from core.volume import read_case_folder
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
                                          num_classes=4, base=args.base, depth=args.depth)
     model = build(args.size)
     set_batchnorm_momentum(model, 0.9)
-    model.compile(optimizer=keras.optimizers.AdamW(cosine_schedule(args.lr, len(batches), args.epochs),
+    model.compile(optimizer=keras.optimizers.AdamW(args.lr,
                                                    weight_decay=args.weight_decay, clipnorm=1.0),
                   loss=dice_focal_loss)
     any_size = build(None)
@@ -195,9 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     log_path = args.out / "logs" / f"{args.name}.csv"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     best = BestWeights("val_mean_dice", mode="max")
-    budget = TimeBudget(args.max_minutes)
+    budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes)
     history = model.fit(batches, epochs=args.epochs, verbose=2,
-                        callbacks=[CaseValidation(), keras.callbacks.CSVLogger(str(log_path)), best, budget])
+                        callbacks=[CaseValidation(), budget, keras.callbacks.CSVLogger(str(log_path)), best])
 
     any_size.set_weights(model.get_weights())
     rules, val_scores = tune_postprocessing(any_size, val)

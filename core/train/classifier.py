@@ -22,7 +22,7 @@ from core.augment import augment_image
 from core.datasets import load_classification, stratified_split
 from core.models.classifiers import CLASSIFIER_BUILDERS, MEMBER_BUILDERS, build_classifier
 from core.registry import record_model
-from core.train.common import (BestWeights, TimeBudget, cosine_schedule, recalibrate_batchnorm, relative_to_repo,
+from core.train.common import (BestWeights, CosineWithinBudget, recalibrate_batchnorm, relative_to_repo,
                                run_facts, save_inference_model, set_batchnorm_momentum, set_seed, training_command)
 
 FAMILIES = {"resnet_compact": "residual", "mobilenet_compact": "depthwise-separable",
@@ -97,16 +97,16 @@ def main(argv: list[str] | None = None) -> None:
     model = build_classifier(args.model, args.size)
     set_batchnorm_momentum(model, 0.9)
     model.compile(
-        optimizer=keras.optimizers.AdamW(cosine_schedule(args.lr, len(batches), args.epochs),
+        optimizer=keras.optimizers.AdamW(args.lr,
                                          weight_decay=args.weight_decay, clipnorm=2.0),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
         metrics=["accuracy"])
     log_path = args.out / "logs" / f"{name}.csv"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     best = BestWeights("val_accuracy", mode="max")
-    budget = TimeBudget(args.max_minutes)
+    budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes)
     history = model.fit(batches, validation_data=(x_val, y_val), epochs=args.epochs, verbose=2,
-              callbacks=[keras.callbacks.CSVLogger(str(log_path)), best, budget])
+              callbacks=[budget, keras.callbacks.CSVLogger(str(log_path)), best])
 
     recalibrate_batchnorm(model, (x[train_idx].astype(np.float32) / 255.0)[..., None], seed=args.seed)
     probs = model.predict(x_val, batch_size=64, verbose=0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import shlex
 import sys
@@ -16,15 +17,6 @@ import numpy as np
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and the Keras backend."""
     keras.utils.set_random_seed(seed)
-
-
-def cosine_schedule(peak_lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: float = 2.0):
-    """Linear warm-up to ``peak_lr`` then cosine decay to 1 % of it."""
-    total = max(1, steps_per_epoch * epochs)
-    warmup = int(min(total // 4, steps_per_epoch * warmup_epochs))
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=peak_lr * 0.01, decay_steps=max(1, total - warmup), alpha=0.01,
-        warmup_target=peak_lr, warmup_steps=warmup)
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -53,19 +45,55 @@ class BestWeights(keras.callbacks.Callback):
             self.model.set_weights(self._weights)
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stop training cleanly once ``minutes`` of wall time have passed (CPU budgets)."""
+class CosineWithinBudget(keras.callbacks.Callback):
+    """Per-epoch cosine learning rate that anneals by the last epoch or the time budget, whichever is first.
 
-    def __init__(self, minutes: float | None):
+    A step schedule cut short by a wall-time limit stops at a high learning rate. Here the
+    cosine's progress is ``max(epoch / epochs, elapsed / budget)``, and training stops before
+    an epoch that would overrun the budget, so the final epochs always run near the floor
+    (``floor`` x ``peak_lr``). The first ``warmup_epochs`` ramp up linearly. The rate of each
+    epoch is logged as ``lr`` (place this callback before a CSVLogger).
+    """
+
+    def __init__(self, peak_lr: float, epochs: int, minutes: float | None = None, warmup_epochs: int = 2,
+                 floor: float = 0.01):
         super().__init__()
+        self.peak, self.epochs, self.warmup, self.floor = peak_lr, epochs, warmup_epochs, floor
         self.limit = None if minutes is None else minutes * 60.0
         self.start = time.monotonic()
+        self.durations: list[float] = []
         self.stopped_early = False
+        self._epoch_start = self.start
+        self._rate = peak_lr
+
+    def rate(self, epoch: int, elapsed: float) -> float:
+        """Learning rate for ``epoch`` begun ``elapsed`` seconds into training."""
+        if epoch < self.warmup:
+            return self.peak * (epoch + 1) / (self.warmup + 1)
+        progress = (epoch - self.warmup) / max(1, self.epochs - self.warmup)
+        if self.limit is not None:
+            progress = max(progress, elapsed / self.limit)
+        progress = min(1.0, progress)
+        return self.peak * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.start = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.monotonic()
+        self._rate = self.rate(epoch, self._epoch_start - self.start)
+        self.model.optimizer.learning_rate = self._rate
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.limit is not None and time.monotonic() - self.start > self.limit:
-            self.stopped_early = True
-            self.model.stop_training = True
+        now = time.monotonic()
+        self.durations.append(now - self._epoch_start)
+        if logs is not None:
+            logs["lr"] = self._rate
+        if self.limit is not None:
+            expected = float(np.mean(self.durations[-3:]))
+            if now - self.start + expected > self.limit:
+                self.stopped_early = epoch + 1 < self.epochs
+                self.model.stop_training = True
 
 
 def save_inference_model(model: keras.Model, rebuild: Callable[[], keras.Model], path: Path) -> keras.Model:

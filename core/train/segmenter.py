@@ -26,7 +26,7 @@ from core.models.losses import bce_dice_loss, binary_dice_metric
 from core.models.segmenters import SEGMENTER_BUILDERS, build_segmenter
 from core.registry import record_model
 from core.segment import PostProcessing, postprocess
-from core.train.common import (BestWeights, TimeBudget, cosine_schedule, relative_to_repo, run_facts,
+from core.train.common import (BestWeights, CosineWithinBudget, relative_to_repo, run_facts,
                                save_inference_model, set_batchnorm_momentum, set_seed, training_command)
 
 #: Pixel spacing of the figshare slices at 256 px (0.49 mm at 512 px, per the dataset notes).
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     model = build_segmenter(args.model, input_size=crop, channels=1, num_classes=1, base=args.base, depth=args.depth)
     full = build()
     set_batchnorm_momentum(model, 0.9)
-    model.compile(optimizer=keras.optimizers.AdamW(cosine_schedule(args.lr, len(batches), args.epochs),
+    model.compile(optimizer=keras.optimizers.AdamW(args.lr,
                                                    weight_decay=args.weight_decay, clipnorm=1.0),
                   loss=bce_dice_loss, metrics=[binary_dice_metric])
 
@@ -162,9 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     log_path = args.out / "logs" / f"{name}.csv"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     best = BestWeights("val_dice", mode="max")
-    budget = TimeBudget(args.max_minutes)
+    budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes)
     history = model.fit(batches, epochs=args.epochs, verbose=2,
-                        callbacks=[FullSizeValidation(), keras.callbacks.CSVLogger(str(log_path)), best, budget])
+                        callbacks=[FullSizeValidation(), budget, keras.callbacks.CSVLogger(str(log_path)), best])
 
     full.set_weights(model.get_weights())
     probs = full.predict(x_val, batch_size=16, verbose=0)[..., 0]

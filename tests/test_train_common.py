@@ -1,0 +1,23 @@
+"""Training helpers: the learning-rate schedule that anneals within a wall-time budget."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from core.train.common import CosineWithinBudget
+
+
+def test_cosine_warms_up_then_anneals_to_the_floor_by_the_last_epoch():
+    schedule = CosineWithinBudget(1e-3, epochs=12, warmup_epochs=2, floor=0.01)
+    rates = [schedule.rate(epoch, elapsed=0.0) for epoch in range(12)]
+    assert rates[0] < rates[1] < rates[2] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(rates[2:], rates[3:]))
+    assert schedule.rate(12, 0.0) == pytest.approx(1e-5)
+
+
+def test_time_budget_drives_the_cosine_when_it_runs_out_first():
+    schedule = CosineWithinBudget(1e-3, epochs=100, minutes=10, warmup_epochs=0, floor=0.0)
+    # Epoch 5 of 100 but half the budget spent: the cosine is at its half-way point.
+    assert schedule.rate(5, elapsed=300.0) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert schedule.rate(6, elapsed=600.0) == pytest.approx(0.0)
