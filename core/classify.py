@@ -13,6 +13,8 @@ from core.preprocess import classifier_input
 from core.registry import load_keras_model, model_card, models_by, verified_path
 
 ENSEMBLE_NAME = "stacking_ensemble"
+#: Test-time augmentations of the members: none, or averaging with the left-right mirror.
+TTA_MODES = ("none", "hflip")
 
 
 @dataclass
@@ -60,6 +62,28 @@ def predict_fused(fused: Any, x: np.ndarray, batch: int = 64) -> list[np.ndarray
     return [np.concatenate([np.asarray(p[k]) for p in parts]).astype(np.float64) for k in range(len(parts[0]))]
 
 
+def predict_members(members: list[Member], x_by_size: dict[int, np.ndarray], tta: str = "none",
+                    fused: Any | None = None) -> dict[str, np.ndarray]:
+    """Each member's probabilities ``(N, K)`` for preprocessed inputs ``{size: (N, S, S)}``.
+
+    ``tta="hflip"`` averages each member over the image and its left-right mirror (brains are
+    roughly symmetric and training used flips), in the same batch. ``fused``: a model from
+    :func:`fuse_members` that runs all members in one call.
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; known: {TTA_MODES}")
+    flip = tta == "hflip"
+    prepared = {s: np.concatenate([x, x[:, :, ::-1]]) if flip else x for s, x in x_by_size.items()}
+    if fused is not None:
+        (x,) = prepared.values()
+        raw = dict(zip([m.name for m in members], predict_fused(fused, x)))
+    else:
+        raw = {m.name: predict_batches(m.model, prepared[m.input_size]) for m in members}
+    if not flip:
+        return raw
+    return {name: (p[:len(p) // 2] + p[len(p) // 2:]) / 2.0 for name, p in raw.items()}
+
+
 def load_member(name: str, weights_dir: Path | None = None) -> Member:
     return Member(name, load_keras_model(name, weights_dir), model_card(name, weights_dir))
 
@@ -88,14 +112,15 @@ class Classifier:
 
     def member_probabilities(self, images: list[np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """``{member: (N, K)}`` for raw greyscale slices (each member preprocesses at its size)."""
-        by_size: dict[int, np.ndarray] = {}
-        for member in self.members:
-            if member.input_size not in by_size:
-                by_size[member.input_size] = member_inputs(images, member.input_size)
-        if self._fused is not None:
-            (x,) = by_size.values()
-            return dict(zip([m.name for m in self.members], predict_fused(self._fused, x)))
-        return {m.name: predict_batches(m.model, by_size[m.input_size]) for m in self.members}
+        sizes = {m.input_size for m in self.members}
+        return self.probabilities_from_inputs({size: member_inputs(images, size) for size in sizes})
+
+    def probabilities_from_inputs(self, x_by_size: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{member: (N, K)}`` for preprocessed inputs ``{size: (N, size, size)}`` in [0, 1].
+
+        Applies the test-time augmentation the meta-learner was fitted with (``member_tta``).
+        """
+        return predict_members(self.members, x_by_size, self.ensemble.member_tta, self._fused)
 
     def predict(self, images: list[np.ndarray] | np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Members' probabilities and the calibrated ensemble probabilities ``(N, K)``."""

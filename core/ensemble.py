@@ -42,6 +42,7 @@ class StackingEnsemble:
     intercept: list[float]           # (K,)
     temperature: float = 1.0         # post-hoc calibration of the meta-learner's logits
     info: dict = field(default_factory=dict)
+    member_tta: str = "none"         # test-time augmentation of the members it was fitted on
 
     def logits(self, member_probs: list[np.ndarray]) -> np.ndarray:
         if len(member_probs) != len(self.members):

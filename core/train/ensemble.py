@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core import config
-from core.classify import load_member, predict_batches
+from core.classify import TTA_MODES, fuse_members, load_member, predict_members
 from core.datasets import load_classification, stratified_split
 from core.ensemble import StackingEnsemble, fit_temperature, out_of_fold_proba, soft_vote, softmax
 from core.metrics import expected_calibration_error
@@ -32,22 +32,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--role", default="ensemble", help="manifest role (ensemble for the shipped one)")
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--out", type=Path, default=config.WEIGHTS_DIR)
+    p.add_argument("--tta", choices=TTA_MODES, default="hflip",
+                   help="members' test-time augmentation (the app applies the same)")
     return p.parse_args(argv)
 
 
-def held_out_predictions(members: list, root: Path) -> tuple[list[np.ndarray], np.ndarray, dict]:
-    """Each member's probabilities on the shared validation split, and that split's labels."""
+def held_out_predictions(members: list, root: Path, tta: str) -> tuple[list[np.ndarray], np.ndarray, dict]:
+    """Each member's probabilities on the shared validation split (with ``tta``), and its labels."""
     splits = {(m.card["config"]["seed"], m.card["config"]["val_fraction"]) for m in members}
     if len(splits) != 1:
         raise SystemExit(f"members were trained on different validation splits: {splits}")
     seed, fraction = splits.pop()
-    probs, labels = [], None
-    for member in members:
-        x, y, _ = load_classification(root, member.input_size)
+    x_by_size, labels = {}, None
+    for size in sorted({m.input_size for m in members}):
+        x, y, _ = load_classification(root, size)
         _, val_idx = stratified_split(y, fraction, seed)
         labels = y[val_idx]
-        probs.append(predict_batches(member.model, x[val_idx].astype(np.float32) / 255.0))
-        print(f"{member.name}: val accuracy {np.mean(probs[-1].argmax(1) == labels):.4f}", flush=True)
+        x_by_size[size] = x[val_idx].astype(np.float32) / 255.0
+    by_name = predict_members(members, x_by_size, tta, fuse_members(members))
+    probs = [by_name[m.name] for m in members]
+    for member, p in zip(members, probs):
+        print(f"{member.name}: val accuracy {np.mean(p.argmax(1) == labels):.4f}", flush=True)
     return probs, labels, {"seed": seed, "val_fraction": fraction}
 
 
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     root = args.data or default_training_dir()
     members = [load_member(n, args.out) for n in args.members]
-    probs, labels, split = held_out_predictions(members, root)
+    probs, labels, split = held_out_predictions(members, root, args.tta)
     classes = list(config.CLASS_NAMES)
 
     oof = out_of_fold_proba(probs, labels, args.members, classes)
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     temperature = fit_temperature(oof_logits, labels)
     ensemble = StackingEnsemble.fit(probs, labels, args.members, classes)
     ensemble.temperature = temperature
+    ensemble.member_tta = args.tta
 
     calibrated_oof = softmax(oof_logits, temperature)
     metrics = {
@@ -82,10 +88,12 @@ def main(argv: list[str] | None = None) -> None:
         "task": "classification",
         "role": args.role,
         "description": "Stacking ensemble: multinomial logistic regression on the members' log-probabilities, "
-                       "fitted on held-out validation predictions (never on a test split), temperature-calibrated.",
+                       "fitted on held-out validation predictions (never on a test split), temperature-calibrated; "
+                       "members see each image and its left-right mirror when member_tta is hflip.",
         "architecture": "stacking (logistic regression meta-learner)",
         "file": path.name,
         "members": args.members,
+        "member_tta": args.tta,
         "params": int(np.size(ensemble.coef) + np.size(ensemble.intercept)),
         "classes": classes,
         "data": relative_to_repo(root),
