@@ -4,7 +4,9 @@ The CPU fallback of the original 3D U-Net design: the network sees the four moda
 axial slice (``(H, W, 4)``, z-scored per modality over brain voxels) and predicts four classes
 (background, NCR, ED, ET). It is fully convolutional, so a case of any in-plane size runs whole
 (padded to a multiple of 16): each batch of axial slices is one window of the sweep through the
-volume, which keeps memory bounded and lets the caller show progress.
+volume, which keeps memory bounded and lets the caller show progress. Only slices holding brain
+are run, each cropped in-plane to the brain's bounding box plus a margin (:data:`CROP_MARGIN`),
+so a 240x240x155 case costs what its brain costs, not its field of view.
 Arrays are canonical RAS ``(X, Y, Z)``; axial slices are ``volume[:, :, z]``.
 """
 from __future__ import annotations
@@ -16,13 +18,16 @@ from typing import Callable, Mapping
 import numpy as np
 from scipy import ndimage
 
-from core import registry
+from core import config, registry
+from core.errors import ModelUnavailable
 
 MODALITIES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
 #: Network class index -> BraTS label (0 background, 1 NCR, 2 ED, 4 ET).
 CLASS_TO_LABEL = np.array([0, 1, 2, 4], dtype=np.uint8)
 DEFAULT_MODEL = "unet2d_brats"
 _MULTIPLE = 16
+#: In-plane margin (voxels) kept around the brain's bounding box when cropping for inference.
+CROP_MARGIN = 16
 Progress = Callable[[float], None]
 
 
@@ -94,21 +99,69 @@ def postprocess_labels(labels: np.ndarray, spacing_mm: tuple[float, float, float
     return out
 
 
-def predict_classes(model, volume: np.ndarray, batch: int = 8, progress: Progress | None = None) -> np.ndarray:
-    """Arg-max classes ``(X, Y, Z)`` uint8 for a normalised ``(X, Y, Z, 4)`` volume, axial sweep."""
+def inplane_box(occupied: np.ndarray, margin: int = CROP_MARGIN) -> tuple[slice, slice]:
+    """``(x, y)`` slices of the bounding box of a 2D ``occupied`` mask, grown by ``margin``.
+
+    The box is grown further (inside the image) towards a multiple of 16 so little padding is
+    needed; an empty mask gives the whole plane.
+    """
+    box = []
+    for axis in (0, 1):
+        n = occupied.shape[axis]
+        hits = np.flatnonzero(occupied.any(axis=1 - axis))
+        if not len(hits):
+            return slice(0, occupied.shape[0]), slice(0, occupied.shape[1])
+        lo, hi = max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, n)
+        extra = (-(hi - lo)) % _MULTIPLE
+        grow_hi = min(extra - extra // 2, n - hi)
+        lo, hi = max(lo - (extra - grow_hi), 0), hi + grow_hi
+        box.append(slice(lo, hi))
+    return box[0], box[1]
+
+
+def predict_classes(model, volume: np.ndarray, batch: int = 8, progress: Progress | None = None,
+                    crop: bool = True) -> np.ndarray:
+    """Arg-max classes ``(X, Y, Z)`` uint8 for a normalised ``(X, Y, Z, 4)`` volume, axial sweep.
+
+    Only axial slices with brain (non-zero input) are run, in windows of ``batch`` slices;
+    ``crop`` restricts them to the brain's in-plane bounding box (:func:`inplane_box`);
+    everything outside is background. ``progress`` gets the fraction done after each window.
+    """
     classes = np.zeros(volume.shape[:3], dtype=np.uint8)
-    occupied = np.flatnonzero(np.any(volume != 0, axis=(0, 1, 3)))
+    nonzero = np.any(volume != 0, axis=3)
+    occupied = np.flatnonzero(nonzero.any(axis=(0, 1)))
+    bx, by = inplane_box(nonzero.any(axis=2)) if crop else (slice(None), slice(None))
+    del nonzero
     for start in range(0, len(occupied), batch):
         zs = occupied[start:start + batch]
-        slices = np.moveaxis(volume[:, :, zs, :], 2, 0)
+        slices = np.moveaxis(volume[bx, by][:, :, zs, :], 2, 0)
         padded, (h, w) = _pad_to_multiple(slices)
         probs = np.asarray(model.predict_on_batch(padded))[:, :h, :w]
-        classes[:, :, zs] = np.moveaxis(probs.argmax(-1).astype(np.uint8), 0, 2)
+        classes[bx, by, zs] = np.moveaxis(probs.argmax(-1).astype(np.uint8), 0, 2)
         if progress is not None:
             progress(min(1.0, (start + len(zs)) / max(1, len(occupied))))
     if progress is not None and not len(occupied):
         progress(1.0)
     return classes
+
+
+def model_problem(name: str = DEFAULT_MODEL, weights_dir: Path | None = None) -> str | None:
+    """Why the shipped BraTS model cannot be used (not listed, file missing), or ``None``.
+
+    Cheap (no checksum, no deep-learning import), for a page to say so before anyone clicks;
+    :meth:`VolumeSegmenter.load` still verifies the checksum.
+    """
+    try:
+        card = registry.model_card(name, weights_dir)
+    except ModelUnavailable:
+        return (f"The BraTS segmentation model ({name}) is not available yet: it is not listed in "
+                "weights/manifest.json. Train it with `python -m core.train.brats`.")
+    if card.get("task") not in (None, "brats_segmentation"):
+        return f"The model {name!r} in weights/manifest.json is a {card.get('task')} model, not a BraTS segmenter."
+    path = Path(weights_dir or config.WEIGHTS_DIR) / card.get("file", "")
+    if not path.is_file():
+        return f"The BraTS model's file ({card.get('file')}) is missing from weights/."
+    return None
 
 
 class VolumeSegmenter:
@@ -127,7 +180,11 @@ class VolumeSegmenter:
         return VolumePostProcessing(**self.card.get("postprocessing_rules", {}))
 
     def segment(self, images: Mapping[str, np.ndarray], spacing_mm: tuple[float, float, float],
-                progress: Progress | None = None) -> np.ndarray:
-        """BraTS labels (0, 1, 2, 4) ``(X, Y, Z)`` uint8 for the four modalities of one case."""
-        classes = predict_classes(self.model, normalise_case(images), progress=progress)
+                progress: Progress | None = None, crop: bool = True) -> np.ndarray:
+        """BraTS labels (0, 1, 2, 4) ``(X, Y, Z)`` uint8 for the four modalities of one case.
+
+        Normalises, sweeps the axial slices (:func:`predict_classes`; ``progress`` gets the
+        fraction done) and applies the card's post-processing rules.
+        """
+        classes = predict_classes(self.model, normalise_case(images), progress=progress, crop=crop)
         return postprocess_labels(CLASS_TO_LABEL[classes], spacing_mm, self.rules)

@@ -92,6 +92,8 @@ __all__ = [
     "label_volumes_cm3",
     "compare_to_truth",
     "save_labels_nifti",
+    "labels_in_input_orientation",
+    "prediction_nifti",
 ]
 
 #: Modality keys of :attr:`Case.images`, in the channel order of the segmentation models.
@@ -124,7 +126,9 @@ WINDOW_PERCENTILES: dict[str, tuple[float, float]] = {
 }
 
 #: Largest total input (all files, compressed as uploaded; also the zip's unpacked members).
-MAX_CASE_BYTES = 600 * 2**20
+#: A real case is 30-150 MB even uncompressed (four int16 240x240x155 volumes + labels); the
+#: largest legitimate input (four uncompressed float32 256³ volumes + labels) is about 290 MB.
+MAX_CASE_BYTES = 500 * 2**20
 #: Largest number of voxels in one 3D volume (256³; a full BraTS volume has 240·240·155 ≈ 8.9 M).
 MAX_VOLUME_VOXELS = 256**3
 #: Largest number of entries in a zip archive.
@@ -168,7 +172,9 @@ class Case:
     or float32); ``labels`` is ``(X, Y, Z)`` uint8 in {0, 1, 2, 4} or ``None``; ``affine`` (4, 4)
     maps voxel indices to world mm; ``spacing_mm`` is the voxel size along x, y, z.
     ``files`` maps each key (modalities, ``"seg"``, or ``"image4d"``) to the file it came
-    from, and ``original_axcodes`` names the orientation the files were stored in (e.g. "LPS").
+    from, and ``original_axcodes`` names the orientation the files were stored in (e.g. "LPS");
+    ``original_affine`` is the input files' own affine (for writing results back in their grid,
+    see :func:`labels_in_input_orientation`).
     """
 
     images: dict[str, np.ndarray]
@@ -179,6 +185,7 @@ class Case:
     source_convention: str
     files: dict[str, str] = field(default_factory=dict)
     original_axcodes: str = "RAS"
+    original_affine: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -455,10 +462,26 @@ def _compact(arr: np.ndarray, slope: float | None, inter: float | None) -> np.nd
     return arr.astype(np.float32)
 
 
+def _unscaled(proxy: Any) -> np.ndarray:
+    """Stored (unscaled) voxels of an image; a zero-copy view when it lives in a memory buffer.
+
+    ``nibabel``'s ``get_unscaled`` copies the whole array on every call, so reading the four
+    channels of a 4D Decathlon image would copy all four volumes four times.
+    """
+    fh = getattr(proxy, "file_like", None)
+    if isinstance(fh, io.BytesIO) and getattr(proxy, "order", None) in ("F", "C"):
+        try:
+            return np.ndarray(proxy.shape, dtype=proxy.dtype, buffer=fh.getbuffer(),
+                              offset=int(proxy.offset), order=proxy.order)
+        except (TypeError, ValueError):
+            pass  # buffer too short or odd layout: nibabel reads it (and reports the problem)
+    return np.asanyarray(proxy.get_unscaled()) if hasattr(proxy, "get_unscaled") else np.asanyarray(proxy)
+
+
 def _data(img: Any, channel: int | None = None) -> np.ndarray:
     """Voxels of an in-memory image (one channel of a 4D one), compacted; no float64 copy."""
     proxy = img.dataobj
-    raw = np.asanyarray(proxy.get_unscaled()) if hasattr(proxy, "get_unscaled") else np.asanyarray(proxy)
+    raw = _unscaled(proxy)
     raw = raw.reshape(_spatial_shape(raw.shape))
     if channel is not None:
         raw = raw[..., channel]
@@ -478,7 +501,8 @@ def _canonical(arr: np.ndarray, affine: np.ndarray, name: str) -> tuple[np.ndarr
     if not np.isfinite(affine).all() or np.isnan(ornt).any():
         raise CaseError(f"'{name}' has a degenerate affine (no usable orientation); the volume cannot be placed in space.")
     canon = nib.as_closest_canonical(nib.Nifti1Image(arr, affine))
-    return np.ascontiguousarray(np.asanyarray(canon.dataobj)), np.asarray(canon.affine, dtype=np.float64)
+    # an owned C-ordered copy: never a view that would keep the decoded file buffer alive
+    return np.array(np.asanyarray(canon.dataobj), order="C", copy=True), np.asarray(canon.affine, dtype=np.float64)
 
 
 def _corners(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
@@ -599,6 +623,7 @@ def read_case(files: Mapping[str, bytes]) -> Case:
     images: dict[str, np.ndarray] = {}
     grid: tuple[str, np.ndarray, np.ndarray] | None = None
     original_axcodes = "RAS"
+    original_affine: np.ndarray | None = None
     if "image4d" in by_key:
         name = by_key["image4d"]
         img, shape = _load(files[name], name, "4d")
@@ -608,6 +633,7 @@ def read_case(files: Mapping[str, bytes]) -> Case:
                 "(FLAIR, T1w, T1gd, T2w)."
             )
         original_axcodes = _axcodes(img.affine)
+        original_affine = np.asarray(img.affine, dtype=np.float64)
         for channel, key in enumerate(MODALITIES):
             arr, aff = _canonical(_data(img, channel), img.affine, name)
             images[key] = arr
@@ -619,6 +645,7 @@ def read_case(files: Mapping[str, bytes]) -> Case:
             img, _ = _load(files[name], name, "3d")
             if grid is None:
                 original_axcodes = _axcodes(img.affine)
+                original_affine = np.asarray(img.affine, dtype=np.float64)
             arr, aff = _canonical(_data(img), img.affine, name)
             del img
             if grid is None:
@@ -649,6 +676,7 @@ def read_case(files: Mapping[str, bytes]) -> Case:
         source_convention=convention,
         files=dict(by_key),
         original_axcodes=original_axcodes,
+        original_affine=original_affine,
     )
 
 
@@ -935,3 +963,28 @@ def save_labels_nifti(labels: np.ndarray, affine: np.ndarray) -> bytes:
     img.set_qform(aff, code=1)
     img.header["intent_name"] = b"BraTS labels"
     return gzip.compress(img.to_bytes(), compresslevel=6)
+
+
+def labels_in_input_orientation(labels: np.ndarray, case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """A canonical label map put back on the input files' voxel grid: ``(array, affine)``.
+
+    Undoes the RAS reorientation of :func:`read_case` (axis flips and permutations only), so
+    the array lines up voxel for voxel with the uploaded modalities and the affine is theirs.
+    Without a recorded input affine the canonical array and affine are returned.
+    """
+    import nibabel as nib
+
+    arr = np.asarray(labels)
+    if arr.shape != case.shape:
+        raise ValueError(f"The label map {arr.shape} does not match the case {case.shape}.")
+    if case.original_affine is None:
+        return arr, np.asarray(case.affine, dtype=np.float64)
+    transform = nib.orientations.ornt_transform(nib.io_orientation(case.affine),
+                                                nib.io_orientation(case.original_affine))
+    back = nib.Nifti1Image(arr, case.affine).as_reoriented(transform)
+    return np.ascontiguousarray(np.asanyarray(back.dataobj)), np.asarray(back.affine, dtype=np.float64)
+
+
+def prediction_nifti(labels: np.ndarray, case: Case) -> bytes:
+    """``.nii.gz`` bytes of a predicted label map on the input's grid, with the input's affine."""
+    return save_labels_nifti(*labels_in_input_orientation(labels, case))

@@ -254,6 +254,41 @@ def test_permuted_axes_give_the_same_canonical_arrays():
     np.testing.assert_array_equal(case.images["flair"], ref.images["flair"])
 
 
+@pytest.mark.parametrize("layout", ["lps", "permuted", "ras"])
+def test_prediction_export_uses_the_input_grid_and_affine(layout):
+    images, labels = synthetic_case()
+    if layout == "lps":
+        stored = {k: _lps(v, AFFINE)[0] for k, v in images.items()}
+        stored_labels, affine = _lps(labels, AFFINE)
+    elif layout == "permuted":
+        stored = {k: np.transpose(v, (1, 2, 0)) for k, v in images.items()}
+        stored_labels = np.transpose(labels, (1, 2, 0))
+        affine = AFFINE.copy()
+        affine[:3, :3] = AFFINE[:3, :3][:, [1, 2, 0]]
+    else:
+        stored, stored_labels, affine = images, labels, AFFINE
+    case = read_case(brats2021_files(stored, stored_labels, affine=affine))
+    np.testing.assert_allclose(case.original_affine, affine)
+    back, back_affine = volume.labels_in_input_orientation(case.labels, case)
+    np.testing.assert_array_equal(back, stored_labels)       # voxel for voxel with the uploaded files
+    np.testing.assert_allclose(back_affine, affine, atol=1e-6)
+    img = nib.Nifti1Image.from_bytes(gzip.decompress(volume.prediction_nifti(case.labels, case)))
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), stored_labels)
+    np.testing.assert_allclose(img.affine, affine, atol=1e-5)
+    with pytest.raises(ValueError, match="does not match"):
+        volume.labels_in_input_orientation(case.labels[:-1], case)
+
+
+def test_600_mb_case_refused_before_reading(tmp_path):
+    folder = tmp_path / "BraTS2021_00007"
+    folder.mkdir()
+    for suffix in ("_flair", "_t1", "_t1ce", "_t2"):
+        with open(folder / f"BraTS2021_00007{suffix}.nii.gz", "wb") as fh:
+            fh.truncate(150 * 10**6)  # sparse: 4 x 150 MB = 600 MB declared, nothing written
+    with pytest.raises(ImageTooLarge, match="limit is 500 MB"):
+        read_case_folder(folder)
+
+
 def test_slice_view_orientation_and_consistency():
     vol = np.zeros((10, 12, 8), np.float32)
     lab = np.zeros((10, 12, 8), np.uint8)

@@ -1,0 +1,354 @@
+"""Explore BraTS volumes: a 4-modality case in three planes and in 3D, sub-region volumes, and the
+shipped model's segmentation beside the expert one. A thin view over core.volume, core.volume_viz
+and core.brats_model; everything derived from a user's case lives in st.session_state."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import streamlit as st
+
+from core import config, registry
+from core import volume_viz as vv
+from core.brats_model import DEFAULT_MODEL, VolumeSegmenter, model_problem
+from core.errors import InputError, ModelUnavailable
+from core.volume import (MAX_CASE_BYTES, MODALITIES, MODALITY_NAMES, PLANES, Case, compare_to_truth,
+                         prediction_nifti, read_case, read_case_folder, window_presets)
+
+SOURCES = {"sample": "Synthetic sample", "public": "Public BraTS case", "upload": "Upload a case"}
+VIEWS = (("axial", "bx_z", "Axial"), ("coronal", "bx_y", "Coronal"), ("sagittal", "bx_x", "Sagittal"))
+VIEW_NOTES = {"axial": "top anterior, left = patient right", "coronal": "top superior, left = patient right",
+              "sagittal": "top superior, left posterior"}
+WINDOWS = {"default": "1–99 %", "narrow": "5–95 %", "full": "min–max", "manual": "manual"}
+COLUMN_LABELS = {"expert_cm3": "Expert (cm³)", "model_cm3": "Model (cm³)", "difference_cm3": "Model − expert (cm³)",
+                 "dice": "Dice", "hd95_mm": "HD95 (mm)"}
+UPLOAD_LIMIT_MB = 200
+CITATION = ("BraTS 2021 training case (RSNA-ASNR-MICCAI BraTS 2021: U. Baid et al. 2021; B. Menze et al. 2015; "
+            "S. Bakas et al. 2017), cropped to 128³ around the brain and stored as 8-bit.")
+
+st.title("Explore BraTS volumes")
+st.write("Walk through a four-modality glioma MRI case (FLAIR, T1, T1ce, T2): necrotic core (NCR), oedema (ED) "
+         "and enhancing tumour (ET) in any plane and in 3D, their volumes, and a model's segmentation beside "
+         "the expert one.")
+
+
+# ----------------------------------------------------------------------------- cached, user-independent
+@st.cache_resource(show_spinner="Loading the BraTS model (first use only)…", max_entries=2)
+def load_segmenter(weights_dir: str, sha256: str) -> VolumeSegmenter:
+    """The shipped model (checksum verified); ``sha256`` keys the cache so a retrained model reloads."""
+    return VolumeSegmenter.load(DEFAULT_MODEL, Path(weights_dir))
+
+
+@st.cache_data(show_spinner=False)
+def brats_samples() -> dict[str, str]:
+    """Synthetic BraTS cases in sample_data/manifest.json: ``{name: description}``."""
+    path = config.SAMPLE_DIR / "manifest.json"
+    if not path.is_file():
+        return {}
+    files = json.loads(path.read_text()).get("files", [])
+    return {f["name"]: f["description"] for f in files if f.get("kind") == "brats_case"}
+
+
+def public_cases() -> list[str]:
+    """Case folders of the public BraTS data (``data_dir()/brats``), empty when absent."""
+    root = config.data_dir()
+    folder = root / "brats" if root is not None else None
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+# ----------------------------------------------------------------------------- choosing a case
+def choose_source() -> tuple[Any, Callable[[], Case], str] | None:
+    """``(key, reader, kind)`` of the chosen case; ``None`` until there is something to read."""
+    options = ["sample"] + (["public"] if public_cases() else []) + ["upload"]
+    source = st.radio("Case", options, format_func=SOURCES.get, horizontal=True, key="bx_source")
+    if source == "sample":
+        samples = brats_samples()
+        if not samples:
+            st.warning("No synthetic BraTS sample found; regenerate it with `python -m core.samples`.")
+            return None
+        name = st.selectbox("Synthetic case", list(samples), format_func=lambda n: f"{n} — {samples[n]}",
+                            key="bx_sample")
+        return ("sample", name), lambda: read_case_folder(config.SAMPLE_DIR / name), "synthetic"
+    if source == "public":
+        name = st.selectbox("Case from the data folder", public_cases(), key="bx_public")
+        return ("public", name), lambda: read_case_folder(config.data_dir() / "brats" / name), "public"
+    return choose_upload()
+
+
+def choose_upload() -> tuple[Any, Callable[[], Case], str] | None:
+    mode = st.radio("Upload", ["Files or one .zip", "A folder"], horizontal=True, key="bx_upload_mode")
+    help_text = (f"The four modalities (+ optional label map) as .nii / .nii.gz, or one .zip; at most "
+                 f"{UPLOAD_LIMIT_MB} MB per file and {MAX_CASE_BYTES / 2**20:.0f} MB per case. Names: BraTS 2021 "
+                 "(<case>_flair, _t1, _t1ce, _t2, _seg), BraTS 2023 (<case>-t2f, -t1n, -t1c, -t2w, -seg) or "
+                 "Decathlon (one 4D image + label map).")
+    folder = mode == "A folder"
+    files = st.file_uploader("Case files", type=["nii", "gz", "zip"], help=help_text,
+                             accept_multiple_files="directory" if folder else True,
+                             key="bx_upload_dir" if folder else "bx_upload")
+    if not files:
+        st.caption(help_text)
+        return None
+    key = ("upload", tuple((f.name, f.size, getattr(f, "file_id", "")) for f in files))
+    return key, lambda: read_case({f.name: f.getvalue() for f in files}), "upload"
+
+
+def load_case(key: Any, reader: Callable[[], Case], kind: str) -> dict | None:
+    """The case for ``key`` from session state, read once; errors shown (and remembered)."""
+    stored = st.session_state.get("bx_case")
+    if stored is None or stored["key"] != key:
+        with st.spinner("Reading the case…"):
+            try:
+                case = reader()
+                stored = {"key": key, "case": case, "kind": kind, "windows": {}, "error": None}
+            except InputError as err:
+                stored = {"key": key, "case": None, "kind": kind, "error": str(err)}
+        st.session_state["bx_case"] = stored
+        for stale in ("bx_pred", "bx_surfaces"):
+            st.session_state.pop(stale, None)
+        if stored["case"] is not None:
+            set_cursor(vv.tumour_cursor(stored["case"].labels, stored["case"].shape))
+    if stored["error"]:
+        st.error(f"This case cannot be read. {stored['error']}")
+        return None
+    if any(k not in st.session_state for k in ("bx_x", "bx_y", "bx_z")):  # e.g. back from another page
+        set_cursor(vv.tumour_cursor(stored["case"].labels, stored["case"].shape))
+    return stored
+
+
+def set_cursor(cursor: tuple[int, int, int]) -> None:
+    st.session_state["bx_x"], st.session_state["bx_y"], st.session_state["bx_z"] = (int(c) for c in cursor)
+
+
+def describe_case(stored: dict) -> None:
+    case: Case = stored["case"]
+    summary = vv.case_summary(case)
+    st.caption(" · ".join(f"**{k}:** {v}" for k, v in summary.items()))
+    if stored["kind"] == "synthetic":
+        st.info("**Synthetic case**, generated by this project's code (`python -m core.samples`): a phantom, "
+                "not a patient scan. Model results on it only demonstrate the page.", icon=":material/science:")
+    elif stored["kind"] == "public":
+        st.caption(CITATION)
+        seen = training_role(case.case_id)
+        if seen:
+            st.warning(f"The shipped model was trained on this case ({seen} split): its scores here are optimistic.")
+
+
+def training_role(case_id: str) -> str | None:
+    """The split ("train", "val") that used ``case_id`` to build the shipped model, if any."""
+    try:
+        card = registry.model_card(DEFAULT_MODEL)
+    except ModelUnavailable:
+        return None
+    return next((part for part in ("train", "val") if case_id in card.get("split_cases", {}).get(part, [])), None)
+
+
+# ----------------------------------------------------------------------------- model
+def model_section(stored: dict) -> dict | None:
+    """Run the shipped model on demand; the prediction of this case (session state) or ``None``."""
+    case: Case = stored["case"]
+    st.subheader("Model segmentation")
+    problem = model_problem()
+    if problem:
+        st.warning(f"{problem} Everything else on this page works without it.", icon=":material/hourglass:")
+        return None
+    card = registry.model_card(DEFAULT_MODEL)
+    rules = card.get("postprocessing_rules", {})
+    st.caption(f"**{DEFAULT_MODEL}**: {card.get('description', '')} Post-processing: tumour components under "
+               f"{rules.get('min_component_mm3', 0):g} mm³ dropped; ET totals under {rules.get('min_et_mm3', 0):g} mm³ "
+               "relabelled NCR.")
+    if st.button("Segment with the model", type="primary", key="bx_segment"):
+        run_model(stored, card)
+    pred = st.session_state.get("bx_pred")
+    if not pred or pred["key"] != stored["key"]:
+        return None
+    st.success(f"Segmented {'×'.join(map(str, case.shape))} voxels in {pred['seconds']:.1f} s on the CPU "
+               f"({pred['model']}, sha256 {pred['sha256'][:12]}…).", icon=":material/check_circle:")
+    st.download_button("Prediction (NIfTI label map, input grid and affine)", pred["nifti"],
+                       f"{case.case_id}_pred_seg.nii.gz", "application/gzip", key="bx_dl_pred")
+    return pred
+
+
+def run_model(stored: dict, card: dict) -> None:
+    case: Case = stored["case"]
+    try:
+        segmenter = load_segmenter(str(config.WEIGHTS_DIR), card["sha256"])
+    except ModelUnavailable as err:
+        st.error(f"The BraTS model cannot be loaded: {err}")
+        return
+    bar = st.progress(0.0, text="Segmenting the case slice by slice…")
+    started = time.perf_counter()
+    labels = segmenter.segment(case.images, case.spacing_mm,
+                               progress=lambda f: bar.progress(f, text=f"Segmenting the case… {f:.0%}"))
+    seconds = time.perf_counter() - started
+    bar.empty()
+    comparison = compare_to_truth(labels, case.labels, case.spacing_mm) if case.labels is not None else None
+    st.session_state["bx_pred"] = {"key": stored["key"], "labels": labels, "seconds": seconds,
+                                   "comparison": comparison, "nifti": prediction_nifti(labels, case),
+                                   "rows": vv.volume_rows(case.labels, labels, case.spacing_mm, comparison),
+                                   "model": segmenter.name, "sha256": segmenter.sha256}
+    st.session_state.pop("bx_surfaces", None)
+
+
+# ----------------------------------------------------------------------------- display settings
+def label_maps(case: Case, pred: dict | None) -> dict[str, Any]:
+    maps = {}
+    if case.labels is not None:
+        maps["Expert"] = case.labels
+    if pred is not None:
+        maps["Model"] = pred["labels"]
+    return maps
+
+
+def display_settings(stored: dict, maps: dict[str, Any]) -> dict[str, Any]:
+    """Sidebar widgets: modality, window, overlay (source, colours, opacity, contours), cursor."""
+    case: Case = stored["case"]
+    with st.sidebar:
+        st.subheader("Display")
+        modality = st.selectbox("Modality", MODALITIES, format_func=MODALITY_NAMES.get, key="bx_modality")
+        window = choose_window(stored, modality)
+        shown = None
+        if maps:
+            overlay = st.toggle("Label overlay", value=True, key="bx_overlay")
+            source = st.radio("Labels shown", list(maps), horizontal=True, key="bx_label_source")
+            shown = maps[source] if overlay else None
+        else:
+            st.caption("This case has no label map: run the model to get one.")
+        contour = st.toggle("Contours only", key="bx_contour")
+        with st.expander("Label colours and opacity"):
+            colours, opacity = {}, {}
+            for name in vv.LABELS:
+                left, right = st.columns([1, 2])
+                colours[name] = left.color_picker(name, vv.DEFAULT_COLOURS[name], key=f"bx_colour_{name}")
+                opacity[name] = right.slider(f"{name} opacity", 0.0, 1.0, vv.DEFAULT_OPACITY[name], 0.05,
+                                             key=f"bx_opacity_{name}", help=vv.PART_DESCRIPTIONS[name])
+        show_cursor = st.toggle("Cursor crosshair", value=True, key="bx_cursor")
+    style = vv.OverlayStyle(colours=colours, opacity=opacity, contour=contour, visible=shown is not None)
+    return {"volume": case.images[modality], "modality": modality, "window": window, "labels": shown,
+            "style": style, "cursor": show_cursor}
+
+
+def choose_window(stored: dict, modality: str) -> tuple[float, float]:
+    presets = stored["windows"].get(modality)
+    if presets is None:
+        presets = stored["windows"][modality] = window_presets(stored["case"].images[modality])
+    name = st.radio("Window / level", list(WINDOWS), format_func=WINDOWS.get, horizontal=True, key="bx_window",
+                    help="Percentiles of the brain (non-zero) voxels, or a manual range.")
+    if name != "manual":
+        return presets[name]
+    lo, hi = presets["full"]
+    step = 1.0 if stored["case"].images[modality].dtype.kind in "ui" else (hi - lo) / 200
+    picked = st.slider("Manual window", float(lo), float(hi), (float(presets["default"][0]), float(presets["default"][1])),
+                       step=float(step), key=f"bx_window_manual_{modality}")
+    lo, hi = float(picked[0]), float(picked[1])
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
+# ----------------------------------------------------------------------------- views
+def jump_to_tumour(labels: Any, shape: tuple[int, int, int]) -> None:
+    set_cursor(vv.tumour_cursor(labels, shape))
+
+
+def slice_views(case: Case, settings: dict[str, Any], maps: dict[str, Any]) -> tuple[int, int, int]:
+    """Three planes side by side, each with its slider; returns the shared cursor (x, y, z)."""
+    st.subheader("Slices")
+    target = settings["labels"] if settings["labels"] is not None else next(iter(maps.values()), None)
+    with st.container(horizontal=True):
+        st.button("Jump to the largest tumour slice", key="bx_jump", disabled=target is None,
+                  on_click=jump_to_tumour, args=(target, case.shape), icon=":material/my_location:")
+        st.button("Centre", key="bx_centre", on_click=set_cursor, args=(vv.default_cursor(case.shape),))
+    columns = st.columns(3)
+    for col, (plane, key, title) in zip(columns, VIEWS):  # all sliders first: they set the shared cursor
+        col.slider(f"{title} slice", 0, case.shape[PLANES[plane]] - 1, key=key)
+    cursor = (st.session_state["bx_x"], st.session_state["bx_y"], st.session_state["bx_z"])
+    for col, (plane, _, title) in zip(columns, VIEWS):
+        image = vv.render_view(settings["volume"], settings["labels"], plane, cursor, settings["window"],
+                               settings["style"], case.spacing_mm, show_cursor=settings["cursor"])
+        col.image(image, width="stretch", caption=f"{title} · {MODALITY_NAMES[settings['modality']]} · "
+                                                   f"{VIEW_NOTES[plane]}")
+    return cursor
+
+
+def side_by_side(case: Case, settings: dict[str, Any], maps: dict[str, Any], cursor: tuple[int, int, int]) -> None:
+    """The expert and the model label maps on the same slice."""
+    if len(maps) < 2:
+        return
+    st.subheader("Expert vs model")
+    plane = st.segmented_control("Plane", list(PLANES)[::-1], default="axial", key="bx_compare_plane") or "axial"
+    style = vv.OverlayStyle(settings["style"].colours, settings["style"].opacity, settings["style"].contour, True)
+    for col, (name, labels) in zip(st.columns(2), maps.items()):
+        image = vv.render_view(settings["volume"], labels, plane, cursor, settings["window"], style,
+                               case.spacing_mm, show_cursor=settings["cursor"])
+        col.image(image, width="stretch", caption=f"{name} · {plane} {cursor[PLANES[plane]]}")
+
+
+# ----------------------------------------------------------------------------- measurements, 3D
+def measurements(stored: dict, pred: dict | None) -> None:
+    """Volumes of the labels and regions (expert, model), Dice and HD95 when both exist; CSV."""
+    case: Case = stored["case"]
+    st.subheader("Volumes")
+    if case.labels is None and pred is None:
+        st.info("No label map yet: upload one with the case, or run the model, to measure the sub-regions.")
+        return
+    comparison = pred["comparison"] if pred else None
+    if not pred and "rows" not in stored:  # computed once per case, not on every slider move
+        stored["rows"] = vv.volume_rows(case.labels, None, case.spacing_mm)
+    rows = pred["rows"] if pred else stored["rows"]
+    table = pd.DataFrame(rows).dropna(axis=1, how="all")
+    fmt = {c: st.column_config.NumberColumn(label, format="%.3f" if c == "dice" else "%.2f")
+           for c, label in COLUMN_LABELS.items() if c in table.columns}
+    st.dataframe(table, hide_index=True, width="stretch", column_config=fmt)
+    st.caption(f"Volume = voxel count × {case.voxel_volume_mm3:.3g} mm³ (voxel size from the file). "
+                 "WT = NCR + ED + ET, TC = NCR + ET." + (" Dice and HD95 (mm) compare the model with the expert; "
+                                                         "a region absent from both counts as Dice 1." if comparison else ""))
+    for row in vv.agreement_rows(comparison or {}):
+        if row["note"]:
+            st.caption(f"{row['region']}: {row['note']}.")
+    st.plotly_chart(vv.volumes_figure(rows), width="stretch", key="bx_volumes_chart")
+    st.download_button("Volumes (CSV)", vv.rows_csv(rows), f"{case.case_id}_volumes.csv", "text/csv", key="bx_dl_volumes")
+
+
+def view_3d(stored: dict, maps: dict[str, Any], colours: dict[str, str]) -> None:
+    case: Case = stored["case"]
+    st.subheader("3D view")
+    if not st.toggle("Show the 3D view", key="bx_3d", help="Surfaces from marching cubes, decimated to draw quickly."):
+        return
+    if not maps:
+        st.info("No label map to draw: run the model or upload a label map.")
+    cols = st.columns(3)
+    source = cols[0].radio("Labels", list(maps), horizontal=True, key="bx_3d_source") if maps else None
+    parts = cols[1].multiselect("Sub-regions", list(vv.LABELS), default=["ED", "NCR", "ET"], key="bx_3d_parts")
+    brain = cols[2].checkbox("Translucent brain surface", value=True, key="bx_3d_brain")
+    key = (stored["key"], source, tuple(parts), brain, tuple(sorted(colours.items())))
+    cached = st.session_state.get("bx_surfaces")
+    if cached is None or cached["key"] != key:
+        with st.spinner("Building the surfaces…"):
+            surfaces = vv.case_surfaces(maps.get(source), case.spacing_mm, parts, colours,
+                                        brain=case.images["t1"] if brain else None)
+            cached = {"key": key, "figure": vv.surfaces_figure(surfaces), "faces": sum(len(s.faces) for s in surfaces)}
+        st.session_state["bx_surfaces"] = cached
+    st.plotly_chart(cached["figure"], width="stretch", key="bx_3d_chart")
+    st.caption(f"{cached['faces']:,} triangles in all (marching cubes on a coarsened grid, at most 20,000 per surface); "
+               "axes in mm along the patient's right, anterior and superior directions.")
+
+
+# ----------------------------------------------------------------------------- page
+chosen = choose_source()
+if chosen is None:
+    st.stop()
+stored = load_case(*chosen)
+if stored is None:
+    st.stop()
+case: Case = stored["case"]
+describe_case(stored)
+pred = model_section(stored)
+maps = label_maps(case, pred)
+settings = display_settings(stored, maps)
+cursor = slice_views(case, settings, maps)
+side_by_side(case, settings, maps, cursor)
+measurements(stored, pred)
+view_3d(stored, maps, dict(settings["style"].colours))
