@@ -1,12 +1,18 @@
 """CPU benchmark of the slice pipeline against one ResNet50 forward pass.
 
-    python -m core.bench [--repeats 20] [--sample NAME]
+    python -m core.bench [--repeats 20] [--sample NAME] [--models all|NAME ...] [--latency-json OUT]
 
 Times, warm (after two untimed runs), the median of ``--repeats`` runs of: reading the file,
 the input guard, classification (four members + meta-learner), segmentation, measurement and
 the whole pipeline; model loading; and, in the same process, one forward pass of
 ``keras.applications.ResNet50(weights=None)`` at 224×224 as a yardstick. Last line:
 ``RESULT pipeline_ms=... resnet50_ms=... ratio=... load_s=... peak_rss_mb=...``.
+
+``--models`` also times each named model (``all``: every model of the comparison,
+:data:`core.comparison.PLANNED` plus the manifest) on one preprocessed image, batch 1, and
+merges the results into ``--latency-json`` (default ``weights/eval/latency.json``). A model
+whose weights are not here is timed as its untrained architecture, built by the same builder
+at the same input size (weights do not change the compute); the entry says so.
 """
 from __future__ import annotations
 
@@ -15,7 +21,9 @@ import os
 import resource
 import statistics
 import time
-from typing import Callable
+import json
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -48,6 +56,132 @@ def resnet50_ms(repeats: int) -> float:
     return median_ms(lambda: model.predict_on_batch(x), repeats)
 
 
+def _keras_forward_ms(model: Any, shape: tuple[int, ...], repeats: int, batch: int = 1) -> float:
+    x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
+    return median_ms(lambda: model.predict_on_batch(x), repeats)
+
+
+def _shipped_ensemble_ms(weights_dir: Path | None, repeats: int) -> tuple[float, str, int]:
+    """The app's own ensemble call on one preprocessed image (fused members, their test-time flips, meta-learner)."""
+    from core.classify import Classifier
+
+    classifier = Classifier.load(weights_dir)
+    sizes = {m.input_size for m in classifier.members}
+    x = {s: np.random.default_rng(0).random((1, s, s), dtype=np.float32) for s in sizes}
+
+    def run() -> None:
+        probs = classifier.probabilities_from_inputs(x)
+        classifier.ensemble.predict_proba([probs[m.name] for m in classifier.members])
+
+    return median_ms(run, repeats), classifier.ensemble.member_tta, min(sizes)
+
+
+def _architecture(name: str, spec: Any) -> Any:
+    """The untrained model a planned entry would train (same builder, input size and width)."""
+    if spec.task == "classification":
+        from core.models.classifiers import build_classifier
+
+        return build_classifier(spec.architecture, spec.input_size)
+    from core.models.segmenters import build_segmenter
+
+    return build_segmenter(spec.architecture, **spec.builder_kwargs)
+
+
+def model_latency(name: str, repeats: int = 10, weights_dir: Path | None = None,
+                  known: dict[str, dict] | None = None) -> dict[str, Any]:
+    """CPU latency (median ms, batch 1, warm) and parameters of one model of the comparison.
+
+    Classifiers: one preprocessed image at the model's input size, with the comparison's
+    test-time augmentation (:func:`core.comparison.protocol_tta`; ``hflip`` = the image and its
+    mirror in one batch of 2). 2D segmenters: one forward pass. The shipped stacking ensemble:
+    the app's own call (fused members with their flips, then the meta-learner); other
+    ensembles: the sum of their members. BraTS models: one axial slice of four modalities at
+    128×128. Trained weights are used when their file is here and verified; otherwise the
+    untrained architecture of a planned model is timed. ``known`` memoises models already timed.
+    """
+    known = {} if known is None else known
+    if name not in known:
+        known[name] = _measure(name, repeats, weights_dir, known)
+    return known[name]
+
+
+def _sum_of_members(members: list[str], repeats: int, weights_dir: Path | None, known: dict, params: Any,
+                    sha256: str | None) -> dict[str, Any]:
+    parts = [model_latency(m, repeats, weights_dir, known) for m in members]
+    if not parts or any(p.get("latency_ms") is None for p in parts):
+        return {"latency_ms": None, "source": "members unavailable"}
+    sources = ", ".join(sorted({p["source"] for p in parts}))
+    ttas = {p.get("tta", "none") for p in parts}
+    return {"latency_ms": round(sum(p["latency_ms"] for p in parts), 2), "params": params, "input": parts[0]["input"],
+            "tta": ttas.pop() if len(ttas) == 1 else "mixed", "source": f"sum of members ({sources})", "sha256": sha256}
+
+
+def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> dict[str, Any]:
+    from core import comparison, registry
+    from core.errors import ModelUnavailable
+
+    card = registry.load_manifest(weights_dir)["models"].get(name)
+    spec = comparison.planned(name)
+    if name == "stacking_ensemble" and card is not None:
+        try:
+            ms, tta, size = _shipped_ensemble_ms(weights_dir, repeats)
+            return {"latency_ms": round(ms, 2), "params": card.get("params"), "input": f"1x{size}x{size}x1",
+                    "tta": tta, "source": "trained weights (the app's ensemble call)", "sha256": card.get("sha256")}
+        except ModelUnavailable:
+            pass
+    if card is not None and card.get("members"):
+        return _sum_of_members(card["members"], repeats, weights_dir, known, card.get("params"), card.get("sha256"))
+    try:
+        if card is None:
+            raise ModelUnavailable(f"{name} is not in the manifest")
+        model = registry.load_keras_model(name, weights_dir)
+        source = "trained weights"
+    except ModelUnavailable:
+        if spec is not None and spec.members:
+            return _sum_of_members(list(spec.members), repeats, weights_dir, known, None, None)
+        if spec is None or spec.task not in ("classification", "segmentation"):
+            return {"latency_ms": None, "source": "no weights and no architecture to time"}
+        model, source = _architecture(name, spec), "untrained architecture"
+    shape = tuple(int(d) if d is not None else 128 for d in model.inputs[0].shape[1:])
+    task = (card or {}).get("task") or (spec.task if spec else "")
+    tta = comparison.protocol_tta() if task == "classification" else "none"
+    ms = _keras_forward_ms(model, shape, repeats, batch=2 if tta == "hflip" else 1)
+    params = int(model.count_params())
+    del model
+    import keras
+
+    keras.backend.clear_session()  # free the graph before timing the next (possibly large) model
+    return {"latency_ms": round(ms, 2), "params": params, "input": "x".join(map(str, (1, *shape))), "tta": tta,
+            "source": source, "sha256": card.get("sha256") if source == "trained weights" else None}
+
+
+def machine_facts() -> dict[str, Any]:
+    """Where latencies were measured: CPU count, architecture and the load while measuring."""
+    import platform
+
+    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor() or None,
+            "load_average_1min": round(os.getloadavg()[0], 2), "batch": 1,
+            "note": "median of warm runs, batch 1, on this machine's CPU while other jobs may run; "
+                    "compare models measured together, not across machines"}
+
+
+def write_latencies(names: list[str], out: Path, repeats: int = 10, weights_dir: Path | None = None) -> dict:
+    """Time ``names`` and merge them into the JSON at ``out`` (other models' entries are kept)."""
+    data = json.loads(out.read_text()) if out.is_file() else {"schema": 1, "models": {}}
+    # entries not being re-timed stay valid: an ensemble's sum reuses its members' entries
+    measured: dict[str, dict] = {n: {k: v for k, v in e.items() if k != "machine"}
+                                 for n, e in data["models"].items() if n not in names}
+    for name in names:
+        entry = {**model_latency(name, repeats, weights_dir, measured), "machine": machine_facts()}
+        data["models"][name] = entry
+        print(f"  {name:24s} {entry['latency_ms'] if entry['latency_ms'] is not None else '-':>8} ms  "
+              f"({entry['source']})", flush=True)
+    data["models"] = dict(sorted(data["models"].items()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    return data
+
+
 def default_sample() -> str:
     """A synthetic tumour slice from sample_data/ (so every stage, segmentation included, runs)."""
     import json
@@ -61,7 +195,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--sample", default=None, help="file in sample_data/ (default: a synthetic tumour slice)")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="also time these models one by one ('all': every model of the comparison)")
+    parser.add_argument("--latency-json", type=Path, default=None,
+                        help="where --models writes its latencies (default weights/eval/latency.json)")
     args = parser.parse_args(argv)
+    if args.models is not None:
+        from core import comparison
+
+        names = comparison.all_model_names() if args.models in ([], ["all"]) else args.models
+        print(f"per-model CPU latency, median of {args.repeats} warm runs, batch 1:")
+        write_latencies(names, args.latency_json or comparison.eval_dir() / "latency.json", args.repeats)
 
     from core.guard import check_slice
     from core.io import read_slice

@@ -3,13 +3,15 @@
     python -m core.evaluate classification --data DIR [--json OUT] [--clean-list SPLIT.json]
     python -m core.evaluate segmentation   --data DIR [--json OUT] [--folds 4]
     python -m core.evaluate brats          --data DIR [--json OUT] [--include-training]
+    python -m core.evaluate artifacts      [--data ROOT] [--out weights/eval] [--weights DIR] [--models NAME ...] [--force]
 
 ``classification``: DIR has one sub-folder per class (any subset of glioma, meningioma,
 notumor/no_tumor, pituitary, or the ``*_tumor`` spellings). ``segmentation``: DIR has
 ``images/`` + ``masks/`` with matching stems, or an ``index.csv`` with ``image``/``mask``
 columns. ``brats``: DIR holds BraTS case folders (2020/2021 or 2023 names); cases listed
-in the model card's train/val split are skipped unless ``--include-training``. The last line
-printed is always
+in the model card's train/val split are skipped unless ``--include-training``. ``artifacts``:
+ROOT is the public data folder (default ``$BTD_DATA_DIR``); writes the model-comparison
+artifacts of every model (see :mod:`core.eval_artifacts`). The last line printed is always
 ``RESULT key=value ...``; unusable input exits with status 2 and a message.
 """
 from __future__ import annotations
@@ -56,15 +58,17 @@ def _clean_mask(paths: list[Path], root: Path, clean_list: Path | None) -> np.nd
 
 def classification_probabilities(root: Path, weights_dir: Path | None = None):
     """Members' and ensemble probabilities for every image of a class-folder dataset."""
-    from core.classify import Classifier, predict_batches
+    from core.classify import Classifier
     from core.datasets import load_classification
 
     classifier = Classifier.load(weights_dir)
-    member_probs: dict[str, np.ndarray] = {}
+    x_by_size: dict[int, np.ndarray] = {}
     labels = paths = None
-    for member in classifier.members:
-        x, labels, paths = load_classification(root, member.input_size)
-        member_probs[member.name] = predict_batches(member.model, x.astype(np.float32) / 255.0)
+    for size in sorted({m.input_size for m in classifier.members}):
+        x, labels, paths = load_classification(root, size)
+        x_by_size[size] = x.astype(np.float32) / 255.0
+    # Same member inference as the app (fused call, the ensemble's test-time flips).
+    member_probs = classifier.probabilities_from_inputs(x_by_size)
     ensemble = classifier.ensemble.predict_proba([member_probs[m.name] for m in classifier.members])
     return classifier, member_probs, ensemble, labels, paths
 
@@ -97,8 +101,8 @@ def evaluate_classification(root: Path, clean_list: Path | None = None, weights_
 
 
 def evaluate_segmentation(root: Path, folds: list[int] | None = None, spacing_mm: float | None = None,
-                          weights_dir: Path | None = None) -> dict:
-    """Mean per-image Dice/IoU, global Dice and HD95 of the shipped segmenter (per tumour class too)."""
+                          weights_dir: Path | None = None, name: str = "resunet") -> dict:
+    """Mean per-image Dice/IoU, global Dice and HD95 of a 2D segmenter (per tumour class too)."""
     from core.datasets import DatasetError, list_segmentation, read_grey, read_mask
     from core.metrics import segmentation_summary
     from core.segment import Segmenter
@@ -107,7 +111,7 @@ def evaluate_segmentation(root: Path, folds: list[int] | None = None, spacing_mm
     take = [i for i in range(len(listing)) if not folds or (listing.folds and listing.folds[i] in folds)]
     if not take:
         raise DatasetError(f"no image/mask pairs in {root} for folds {folds}")
-    segmenter = Segmenter.load("resunet", weights_dir)
+    segmenter = Segmenter.load(name, weights_dir)
     spacing = (spacing_mm, spacing_mm) if spacing_mm else None
     preds, truths, classes = [], [], []
     for i in take:
@@ -133,14 +137,16 @@ def evaluate_segmentation(root: Path, folds: list[int] | None = None, spacing_mm
 
 
 def brats_case_scores(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) -> dict[str, dict]:
-    """Dice and HD95 (mm) per region WT/TC/ET; a region empty in both counts as Dice 1.0, HD95 0."""
-    from core.metrics import dice, hausdorff95
+    """Dice and HD95 (mm) per region WT/TC/ET; a region empty in both counts as Dice 1.0, HD95 0.
+
+    Computed by :func:`core.volume.compare_to_truth` (the page's numbers), plus which side is empty.
+    """
+    from core.volume import compare_to_truth
 
     scores = {}
-    for region, labels in config.BRATS_REGIONS.items():
-        p, t = np.isin(pred, labels), np.isin(truth, labels)
-        scores[region] = {"dice": dice(p, t), "hd95_mm": hausdorff95(p, t, spacing),
-                          "empty_truth": not t.any(), "empty_pred": not p.any()}
+    for region, s in compare_to_truth(pred, truth, tuple(spacing)).items():
+        scores[region] = {"dice": s["dice"], "hd95_mm": s["hd95_mm"],
+                          "empty_truth": s["volume_truth_cm3"] == 0, "empty_pred": s["volume_pred_cm3"] == 0}
     return scores
 
 
@@ -204,7 +210,7 @@ def run_classification(args: argparse.Namespace) -> str:
 
 
 def run_segmentation(args: argparse.Namespace) -> str:
-    result = evaluate_segmentation(args.data, args.folds, args.spacing_mm)
+    result = evaluate_segmentation(args.data, args.folds, args.spacing_mm, name=args.model)
     overall = result["overall"]
     for name, summary in result["per_class"].items():
         print(f"{name:12s} dice {summary['mean_dice']:.4f}  n={summary['n']}")
@@ -219,10 +225,34 @@ def run_brats(args: argparse.Namespace) -> str:
     result = evaluate_brats(args.data, args.include_training)
     if result["skipped_training_cases"]:
         print(f"skipped {len(result['skipped_training_cases'])} cases the model was trained or validated on")
+    no_et = [c for c, s in result["cases"].items() if s["ET"]["empty_truth"] and s["ET"]["empty_pred"]]
+    if no_et:
+        print(f"ET absent in truth and prediction (counted as Dice 1.0): {', '.join(no_et)}")
     _write(result, args.json)
     mean = result["mean"]
     return _result_line({"wt": mean["WT"]["dice"], "tc": mean["TC"]["dice"], "et": mean["ET"]["dice"],
                          "n": result["n"]})
+
+
+def run_artifacts(args: argparse.Namespace) -> str:
+    from core.comparison import STATUS_TEXT, headline
+    from core.eval_artifacts import Options, artifact_files, write_artifacts
+
+    opts = Options(out=args.out, data=args.data, models=args.models or None, force=args.force,
+                   latency=not args.skip_latency, n_boot=args.n_boot, repeats=args.repeats, weights_dir=args.weights)
+    summary = write_artifacts(opts)
+    models = summary["models"].values()
+    print(f"{'model':22s} {'task':14s} {'status':30s} headline")
+    for m in models:
+        value = headline(m, "official")
+        print(f"{m['name']:22s} {m['task']:14s} {STATUS_TEXT.get(m['status'], m['status']):30s} "
+              f"{value if value is not None else '-'}")
+    files = artifact_files(args.out)
+    print(f"wrote {len(files)} artifact files under {args.out}")
+    return _result_line({"models": len(summary["models"]),
+                         "evaluated": sum(m["status"] == "evaluated" for m in models),
+                         "pending": sum(m["status"] != "evaluated" for m in models),
+                         "files": len(files), "size_kb": round(sum(f.stat().st_size for f in files) / 1024)})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -239,24 +269,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--json", type=Path, default=None)
     s.add_argument("--folds", type=int, nargs="*", default=None, help="only these folds of index.csv")
     s.add_argument("--spacing-mm", type=float, default=None, help="pixel spacing for HD95 in mm")
+    s.add_argument("--model", default="resunet", help="segmenter name in the manifest (default: resunet)")
     b = sub.add_parser("brats", help="folder of BraTS case folders")
     b.add_argument("--data", type=Path, required=True)
     b.add_argument("--json", type=Path, default=None)
     b.add_argument("--include-training", action="store_true",
                    help="also score cases the model was trained or validated on")
-    return p.parse_args(argv)
+    a = sub.add_parser("artifacts", help="model-comparison artifacts of every model (weights/eval)")
+    a.add_argument("--data", type=Path, default=None,
+                   help="public data folder with brain_mri_4class/, figshare_3064/, brats/ (default: $BTD_DATA_DIR)")
+    a.add_argument("--out", type=Path, default=config.WEIGHTS_DIR / "eval")
+    a.add_argument("--weights", type=Path, default=None,
+                   help="also evaluate the models of this weights folder (e.g. GPU runs that do not ship); "
+                        "their cards and logs are copied into OUT")
+    a.add_argument("--models", nargs="*", default=None, help="only these models (default: all of the comparison)")
+    a.add_argument("--force", action="store_true", help="re-evaluate and re-time even up-to-date models")
+    a.add_argument("--skip-latency", action="store_true", help="do not time models (keep latency.json as it is)")
+    a.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95 %% CIs")
+    a.add_argument("--repeats", type=int, default=10, help="timed runs per model for the CPU latency")
+    args = p.parse_args(argv)
+    if args.task == "artifacts" and args.data is None:
+        args.data = config.data_dir()
+    return args
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace], str]] = {
     "classification": run_classification,
     "segmentation": run_segmentation,
     "brats": run_brats,
+    "artifacts": run_artifacts,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not Path(args.data).exists():
+    if args.data is not None and not Path(args.data).exists():
         print(f"error: {args.data} does not exist", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:

@@ -36,6 +36,7 @@ __all__ = [
     "reliability_curve",
     "bootstrap_ci",
     "roc_curves",
+    "subsample_curve",
 ]
 
 
@@ -269,19 +270,51 @@ def bootstrap_ci(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    groups: Sequence[Any] | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of a metric.
 
-    ``values_fn(indices)`` computes the metric on the resampled items ``indices`` (n,) drawn
-    with replacement from ``range(n)``. Non-finite resample values are ignored. Returns the
+    ``values_fn(indices)`` computes the metric on the resampled items ``indices`` drawn with
+    replacement from ``range(n)``. With ``groups`` (one id per item, e.g. the patient of each
+    slice) whole groups are resampled instead (cluster bootstrap), so correlated items of one
+    patient move together. Non-finite resample values are ignored. Returns the
     ``(alpha/2, 1 - alpha/2)`` percentiles; ``(nan, nan)`` if nothing finite.
     """
     if n <= 0:
         raise ValueError("bootstrap_ci needs n >= 1.")
     rng = np.random.default_rng(seed)
-    values = np.array([values_fn(rng.integers(0, n, size=n)) for _ in range(n_boot)], dtype=float)
+    if groups is None:
+        draws = (rng.integers(0, n, size=n) for _ in range(n_boot))
+    else:
+        if len(groups) != n:
+            raise ValueError(f"{len(groups)} group ids for {n} items.")
+        _, codes = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        members = [np.flatnonzero(codes == g) for g in range(int(codes.max()) + 1)]
+        draws = (np.concatenate([members[g] for g in rng.integers(0, len(members), size=len(members))])
+                 for _ in range(n_boot))
+    values = np.array([values_fn(idx) for idx in draws], dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return float("nan"), float("nan")
     lo, hi = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
+
+
+def subsample_curve(x: Sequence[float], y: Sequence[float], max_points: int = 60) -> tuple[list[float], list[float]]:
+    """At most ``max_points`` points of a monotone curve (e.g. ROC), always keeping both ends.
+
+    Points are kept at evenly spaced positions along the curve's length, so steep and flat parts
+    both stay visible. Curves already short enough are returned unchanged.
+    """
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xa.shape != ya.shape:
+        raise ValueError(f"x and y differ in length: {xa.shape} vs {ya.shape}.")
+    if max_points < 2:
+        raise ValueError("max_points must be at least 2.")
+    if xa.size <= max_points:
+        return xa.tolist(), ya.tolist()
+    length = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(xa), np.diff(ya)))])
+    targets = np.linspace(0.0, length[-1], max_points)
+    keep = np.unique(np.clip(np.searchsorted(length, targets), 0, xa.size - 1))
+    keep = np.union1d(keep, [0, xa.size - 1])
+    return xa[keep].tolist(), ya[keep].tolist()

@@ -17,6 +17,7 @@ from core.metrics import (
     reliability_curve,
     roc_curves,
     segmentation_summary,
+    subsample_curve,
 )
 
 NAMES = ["glioma", "meningioma", "notumor", "pituitary"]
@@ -226,3 +227,37 @@ def test_bootstrap_ci_contains_estimate_and_shrinks():
     data = rng.normal(size=30)
     fn = lambda idx: float(data[idx].mean())  # noqa: E731
     assert bootstrap_ci(fn, 30, n_boot=100, seed=3) == bootstrap_ci(fn, 30, n_boot=100, seed=3)
+
+
+def test_bootstrap_ci_by_groups_resamples_whole_groups():
+    """Cluster bootstrap: items of one group move together, so the CI reflects between-group spread."""
+    # 10 patients, 20 slices each; slices of a patient are identical, patients differ a lot.
+    patient_means = np.random.default_rng(2).normal(0.7, 0.15, 10)
+    values = np.repeat(patient_means, 20)
+    groups = np.repeat([f"p{i}" for i in range(10)], 20)
+    fn = lambda idx: float(values[idx].mean())  # noqa: E731
+    lo_g, hi_g = bootstrap_ci(fn, len(values), n_boot=500, seed=0, groups=groups)
+    lo_i, hi_i = bootstrap_ci(fn, len(values), n_boot=500, seed=0)
+    assert lo_g <= values.mean() <= hi_g
+    # 10 independent units, not 200: the grouped interval is wider than the naive one
+    assert (hi_g - lo_g) > 1.5 * (hi_i - lo_i)
+    # one group per item is the plain bootstrap again (up to resampling noise)
+    lo_1, hi_1 = bootstrap_ci(fn, len(values), n_boot=500, seed=0, groups=np.arange(len(values)))
+    assert abs((hi_1 - lo_1) - (hi_i - lo_i)) < 0.5 * (hi_i - lo_i)
+    with pytest.raises(ValueError):
+        bootstrap_ci(fn, len(values), groups=groups[:5])
+
+
+def test_subsample_curve_keeps_ends_and_shape():
+    fpr = np.linspace(0, 1, 1001) ** 3
+    tpr = np.sqrt(np.linspace(0, 1, 1001))
+    x, y = subsample_curve(fpr, tpr, 50)
+    assert len(x) == len(y) <= 50 and len(x) >= 40
+    assert (x[0], y[0]) == (0.0, 0.0) and (x[-1], y[-1]) == (1.0, 1.0)
+    assert np.all(np.diff(x) >= 0) and np.all(np.diff(y) >= 0)
+    # area barely changes
+    assert abs(np.trapezoid(y, x) - np.trapezoid(tpr, fpr)) < 0.01
+    short_x, short_y = subsample_curve([0, 0.5, 1], [0, 0.8, 1], 50)
+    assert short_x == [0, 0.5, 1] and short_y == [0, 0.8, 1]
+    with pytest.raises(ValueError):
+        subsample_curve([0, 1], [0], 10)
