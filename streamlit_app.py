@@ -7,6 +7,7 @@ st.set_page_config(page_title="Brain-tumour MRI dashboard", page_icon=":material
 
 pages = [
     st.Page("pages/analyze.py", title="Analyse a slice", icon=":material/biotech:", default=True),
+    st.Page("pages/batch.py", title="Analyse a batch", icon=":material/dataset:"),
     st.Page("pages/brats_explorer.py", title="Explore BraTS volumes", icon=":material/view_in_ar:"),
     st.Page("pages/model_comparison.py", title="Compare models", icon=":material/leaderboard:"),
 ]

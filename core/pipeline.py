@@ -1,8 +1,11 @@
-"""Slice analysis end to end: classify → (segment → measure) → one JSON-able result.
+"""Slice analysis end to end: classify → explain → (segment → measure) → one JSON-able result.
 
 As in the original design, a "no tumour" decision stops the pipeline unless the caller asks
-to segment anyway. The result carries every member's probabilities, the ensemble decision,
-the mask, the measurements, the model versions (weight sha256) and plain-language warnings.
+to segment anyway. The result carries every member's probabilities and vote, the calibrated
+ensemble decision with its entropy and the calibration facts (temperature, validation ECE
+before/after), Grad-CAM maps of each member and their average, a look-up in the training-set
+hash index, the mask, the measurements, the model versions (weight sha256) and plain-language
+warnings; ``caution`` is set when the decision is uncertain or the members split.
 """
 from __future__ import annotations
 
@@ -17,12 +20,18 @@ import numpy as np
 
 from core import config
 from core.classify import Classifier
+from core.dedup import HashIndex
+from core.gradcam import EnsembleCam
 from core.io import Slice
 from core.morphology import ShapeFeatures, measure_mask
 from core.segment import PostProcessing, Segmenter
 
 #: Below this ensemble probability the decision is flagged as uncertain.
 LOW_CONFIDENCE = 0.6
+#: At or above this normalised entropy (0 certain, 1 uniform) the decision is flagged as uncertain.
+HIGH_ENTROPY = 0.5
+#: The shipped perceptual-hash index of the training images (hashes and names only, no pixels).
+HASH_INDEX_FILE = "train_hash_index.npz"
 #: A "no tumour" decision with a mask larger than this (mm², or px when spacing is unknown) is flagged.
 LARGE_MASK_MM2 = 100.0
 LARGE_MASK_PX = 400
@@ -35,6 +44,8 @@ class AnalysisOptions:
     segment_anyway: bool = False
     spacing_override_mm: tuple[float, float] | None = None
     postprocessing: PostProcessing | None = None
+    gradcam: bool = True
+    lookup_training: bool = True
 
 
 @dataclass
@@ -59,6 +70,15 @@ class SliceResult:
     timings_ms: dict[str, float]
     mask: np.ndarray | None = field(default=None, repr=False)
     probability_map: np.ndarray | None = field(default=None, repr=False)
+    uncalibrated_probabilities: list[float] | None = None
+    entropy: float = 0.0
+    calibration: dict[str, Any] = field(default_factory=dict)
+    caution: bool = False
+    training_match: dict[str, Any] | None = None
+    guard: dict[str, Any] | None = None
+    gradcam_class: str | None = None
+    gradcam_layers: dict[str, str] = field(default_factory=dict)
+    gradcam: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def decision_label(self) -> str:
@@ -70,7 +90,8 @@ class SliceResult:
 
     def to_dict(self, include_mask: bool = True) -> dict[str, Any]:
         """JSON-able dict; the mask travels as a base64 PNG so the JSON stays small."""
-        out = {k: v for k, v in asdict(self).items() if k not in {"mask", "probability_map", "features"}}
+        skip = {"mask", "probability_map", "features", "gradcam"}
+        out = {k: v for k, v in asdict(self).items() if k not in skip}
         out["decision_label"] = self.decision_label
         out["features"] = self.features.to_dict() if self.features else None
         out["spacing_mm"] = list(self.spacing_mm) if self.spacing_mm else None
@@ -97,11 +118,53 @@ def _resolve_spacing(slice_: Slice, options: AnalysisOptions) -> tuple[tuple[flo
     return None, "unknown"
 
 
+def normalised_entropy(probs: np.ndarray | list[float]) -> float:
+    """Shannon entropy of a distribution divided by log K: 0 = certain, 1 = uniform."""
+    p = np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)
+    p = p / p.sum()
+    return float(-(p * np.log(p)).sum() / np.log(len(p))) if len(p) > 1 else 0.0
+
+
+def _calibration(classifier: Any) -> dict[str, Any]:
+    """How the ensemble's probabilities were calibrated, from its model card (empty if unknown)."""
+    card = getattr(classifier, "ensemble_card", None) or {}
+    val = card.get("metrics", {}).get("val", {})
+    if "temperature" not in val:
+        return {}
+    return {"method": "temperature scaling of the stacking meta-learner's logits",
+            "fitted_on": "validation split (out-of-fold meta-learner predictions)",
+            "temperature": val.get("temperature"), "n_validation": val.get("n"),
+            "ece_before": val.get("ece_before_calibration"), "ece_after": val.get("ece_after_calibration")}
+
+
+def _uncalibrated(classifier: Any, member_probs: dict[str, np.ndarray]) -> list[float] | None:
+    """The meta-learner's probabilities before temperature scaling (None for stand-in classifiers)."""
+    ensemble, members = getattr(classifier, "ensemble", None), getattr(classifier, "members", None)
+    if ensemble is None or not members:
+        return None
+    try:
+        raw = ensemble.predict_proba([member_probs[m.name] for m in members], calibrated=False)[0]
+    except (TypeError, KeyError, ValueError):   # a meta-learner without an uncalibrated view
+        return None
+    return [round(float(p), 6) for p in raw]
+
+
+def _training_warning(match: dict[str, Any]) -> str:
+    how = "an exact copy of" if match["exact"] else "a near-identical copy of"
+    mirrored = " (mirrored)" if match.get("mirrored") else ""
+    return (f"This image is {how} a training image{mirrored} ({match['name']}, labelled "
+            f"{config.CLASS_LABELS.get(match['label'], match['label'])}): this image was used to train the "
+            "model; its result says little about accuracy.")
+
+
 def _warnings(result: SliceResult, mask_area: float | None) -> list[str]:
     out = []
-    if result.confidence < LOW_CONFIDENCE:
+    if result.training_match:
+        out.append(_training_warning(result.training_match))
+    if result.confidence < LOW_CONFIDENCE or result.entropy >= HIGH_ENTROPY:
         out.append(f"Low confidence: the ensemble gives {result.decision_label} only "
-                   f"{result.confidence:.0%}. Treat the label as uncertain.")
+                   f"{result.confidence:.0%} (normalised entropy {result.entropy:.2f}). "
+                   "Treat the label as uncertain.")
     if result.agreement < 1.0:
         dissent = sorted({v for v in result.member_votes.values() if v != result.decision})
         out.append("The ensemble members disagree: "
@@ -125,19 +188,26 @@ def _warnings(result: SliceResult, mask_area: float | None) -> list[str]:
 class Analyzer:
     """Loaded models and the slice pipeline; build once per process (the app caches it)."""
 
-    def __init__(self, classifier: Classifier, segmenter: Segmenter):
+    def __init__(self, classifier: Classifier, segmenter: Segmenter, hash_index: HashIndex | None = None):
         self.classifier = classifier
         self.segmenter = segmenter
+        self.hash_index = hash_index
+        members = getattr(classifier, "members", None)
+        self.explainer = EnsembleCam(members) if members else None
 
     @classmethod
     def load(cls, weights_dir: Path | None = None, warm_up: bool = True) -> "Analyzer":
-        """Load the shipped models; ``warm_up`` runs one dummy slice so the first real one is fast."""
-        analyzer = cls(Classifier.load(weights_dir), Segmenter.load("resunet", weights_dir))
+        """Load the shipped models and hash index; ``warm_up`` runs one dummy slice so the first real one is fast."""
+        index_path = (weights_dir or config.WEIGHTS_DIR) / HASH_INDEX_FILE
+        index = HashIndex.load(index_path) if index_path.is_file() else None
+        analyzer = cls(Classifier.load(weights_dir), Segmenter.load("resunet", weights_dir), index)
         if warm_up:
             dummy = np.zeros((64, 64), np.float32)
             dummy[16:48, 16:48] = 0.5
             analyzer.classifier.predict([dummy])
             analyzer.segmenter.probabilities(dummy)
+            if analyzer.explainer is not None:
+                analyzer.explainer.explain(dummy, 0)
         return analyzer
 
     def model_versions(self) -> dict[str, str]:
@@ -163,7 +233,20 @@ class Analyzer:
             member_probabilities={n: [round(float(v), 6) for v in p[0]] for n, p in member_probs.items()},
             member_votes=votes, agreement=sum(v == decision for v in votes.values()) / len(votes),
             segmented=False, spacing_mm=spacing, spacing_source=spacing_source, features=None, warnings=[],
-            model_versions=self.model_versions(), timings_ms=timings)
+            model_versions=self.model_versions(), timings_ms=timings,
+            uncalibrated_probabilities=_uncalibrated(self.classifier, member_probs),
+            entropy=round(normalised_entropy(probs), 6), calibration=_calibration(self.classifier))
+
+        if options.gradcam and self.explainer is not None:
+            t1 = time.perf_counter()
+            explanation = self.explainer.explain(slice_.image, classes.index(decision))
+            result.gradcam, result.gradcam_layers = explanation.maps, explanation.layers
+            result.gradcam_class = decision
+            timings["gradcam_ms"] = (time.perf_counter() - t1) * 1000
+        if options.lookup_training and self.hash_index is not None:
+            t1 = time.perf_counter()
+            result.training_match = self.hash_index.query(slice_.image)
+            timings["lookup_ms"] = (time.perf_counter() - t1) * 1000
 
         mask_area = None
         if result.is_tumour or options.segment_anyway:
@@ -177,6 +260,7 @@ class Analyzer:
             if result.features:
                 mask_area = result.features.area_mm2 if spacing else result.features.area_px
         result.warnings = _warnings(result, mask_area)
+        result.caution = result.confidence < LOW_CONFIDENCE or result.entropy >= HIGH_ENTROPY or result.agreement < 1.0
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         result.timings_ms = {k: round(v, 2) for k, v in timings.items()}
         return result

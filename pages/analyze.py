@@ -1,4 +1,4 @@
-"""Analyse a slice: upload or pick a synthetic sample → classify, segment, measure → download."""
+"""Analyse a slice: upload or pick a synthetic sample → guard → classify, explain, segment, measure → report."""
 from __future__ import annotations
 
 import hashlib
@@ -8,19 +8,22 @@ import streamlit as st
 
 from core import config
 from core.errors import InputError
+from core.gradcam import AVERAGE
 from core.guard import check_slice
 from core.io import SUPPORTED_EXTENSIONS, Slice, inspect_slice_source, read_slice
 from core.morphology import feature_table
 from core.pipeline import AnalysisOptions, SliceResult
-from core.report import download_stem, features_csv, mask_png_bytes, png_bytes, result_json
-from core.viz import member_heatmap, overlay_mask, probability_bars
+from core.report import build_report, download_stem, features_csv, mask_png_bytes, png_bytes, report_json, report_pdf
+from core.viz import member_heatmap, overlay_heatmap, overlay_mask, probability_bars
 from ui.resources import analyzer_or_error, sample_catalogue, sample_bytes
+from ui.trust import calibration_note, show_caution, show_guard, show_training_match
 
 PLANES = {"Axial": 2, "Coronal": 1, "Sagittal": 0}
 
 st.title("Analyse a slice")
 st.write("Classify an MRI slice as glioma, meningioma, pituitary tumour or no tumour with a stacking "
-         "ensemble of four CNNs; when a tumour is found, outline it with a ResUNet and measure it.")
+         "ensemble of four CNNs, see where each CNN looked (Grad-CAM) and how sure the ensemble is; when a "
+         "tumour is found, outline it with a ResUNet, measure it and download a report.")
 
 
 # ----------------------------------------------------------------------------- input
@@ -82,12 +85,17 @@ def sidebar_options(slice_: Slice) -> tuple[AnalysisOptions, str, float]:
 
 # ----------------------------------------------------------------------------- results
 def show_decision(result: SliceResult) -> None:
-    c1, c2, c3 = st.columns(3)
+    show_training_match(result)
+    show_caution(result)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("Decision", result.decision_label)
-    c2.metric("Ensemble probability", f"{result.confidence:.1%}")
+    c2.metric("Ensemble probability", f"{result.confidence:.1%}", help="Calibrated by temperature scaling.")
     c3.metric("Members agreeing", f"{round(result.agreement * len(result.member_votes))} of {len(result.member_votes)}")
+    c4.metric("Entropy", f"{result.entropy:.2f}", help="Normalised Shannon entropy of the ensemble distribution: "
+                                                       "0 = certain, 1 = all classes equally likely.")
     for warning in result.warnings:
-        st.warning(warning)
+        if not warning.startswith("This image is "):      # the training-set match is shown above
+            st.warning(warning)
 
 
 def member_table(result: SliceResult) -> pd.DataFrame:
@@ -97,6 +105,11 @@ def member_table(result: SliceResult) -> pd.DataFrame:
                "vote probability": max(probs)}
         row.update({config.CLASS_LABELS[c]: p for c, p in zip(result.classes, probs)})
         rows.append(row)
+    if result.uncalibrated_probabilities:
+        raw = result.uncalibrated_probabilities
+        best = result.classes[max(range(len(raw)), key=raw.__getitem__)]
+        rows.append({"member": "ensemble before calibration", "vote": config.CLASS_LABELS[best],
+                     "vote probability": max(raw), **{config.CLASS_LABELS[c]: p for c, p in zip(result.classes, raw)}})
     rows.append({"member": "stacking ensemble", "vote": result.decision_label, "vote probability": result.confidence,
                  **{config.CLASS_LABELS[c]: p for c, p in zip(result.classes, result.probabilities)}})
     return pd.DataFrame(rows)
@@ -105,52 +118,104 @@ def member_table(result: SliceResult) -> pd.DataFrame:
 def show_probabilities(result: SliceResult) -> None:
     left, right = st.columns([1, 1])
     left.plotly_chart(probability_bars(result.classes, result.probabilities, config.CLASS_LABELS,
-                                       "Ensemble probabilities"), width="stretch")
+                                       "Ensemble probabilities (calibrated)"), width="stretch")
     right.plotly_chart(member_heatmap(result.member_probabilities, result.classes, config.CLASS_LABELS),
                        width="stretch")
     st.dataframe(member_table(result), hide_index=True, width="stretch",
                  column_config={c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.3f")
                                 for c in ["vote probability", *config.CLASS_LABELS.values()]})
+    st.caption(calibration_note(result))
 
 
-def show_segmentation(slice_: Slice, result: SliceResult, style: str, opacity: float, stem: str) -> None:
+def show_gradcam(slice_: Slice, result: SliceResult, where) -> float:
+    """The chosen Grad-CAM map over the slice, with its own opacity slider; returns the opacity."""
+    with where:
+        if not result.gradcam:
+            st.info("No Grad-CAM for this result.")
+            return 0.5
+        names = [AVERAGE] + [n for n in result.gradcam if n != AVERAGE]
+        chosen = st.selectbox("Grad-CAM of", names, key="an_cam_map",
+                              format_func=lambda n: "average of the members" if n == AVERAGE else n)
+        cam_opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="an_cam_opacity")
+        st.image(overlay_heatmap(slice_.image, result.gradcam[chosen], cam_opacity),
+                 caption=f"Grad-CAM for {config.CLASS_LABELS[result.gradcam_class]} (red = most evidence)",
+                 width="stretch")
+    return cam_opacity
+
+
+def show_images(slice_: Slice, result: SliceResult, style: str, opacity: float, stem: str) -> float:
+    """Segmentation overlay and mask beside the Grad-CAM heat-map; returns the heat-map opacity."""
+    st.subheader("Where the models looked, and the tumour outline")
+    seg, cam, mask_col = st.columns(3)
+    cam_opacity = show_gradcam(slice_, result, cam)
     if not result.segmented:
-        st.info("No tumour found, so the slice was not segmented (tick *Segment even when no tumour is found* "
-                "in the sidebar to segment anyway).")
-        return
+        seg.info("No tumour found, so the slice was not segmented (tick *Segment even when no tumour is found* "
+                 "in the sidebar to segment anyway).")
+        return cam_opacity
     overlay = overlay_mask(slice_.image, result.mask, style=style, opacity=opacity)
-    c1, c2 = st.columns(2)
-    c1.image(overlay, caption="Segmentation overlay", width="stretch")
-    c2.image((result.mask * 255).astype("uint8"), caption="Binary mask", width="stretch")
-    if result.features is None:
-        st.info("The mask is empty: nothing to measure.")
-    else:
-        units = ("millimetres (spacing from the file)" if result.spacing_source == "file"
-                 else "millimetres (spacing you entered)" if result.spacing_source == "user"
-                 else "pixels — the pixel spacing is unknown")
-        st.subheader("Measurements")
-        st.caption(f"Units: {units}. Width and height are the bounding box in image axes; "
-                   "the RANO product is maximum diameter × longest perpendicular diameter.")
-        st.dataframe(pd.DataFrame(feature_table(result.features)), hide_index=True, width="stretch")
+    seg.image(overlay, caption="Segmentation overlay", width="stretch")
+    mask_col.image((result.mask * 255).astype("uint8"), caption="Binary mask", width="stretch")
     d1, d2 = st.columns(2)
     d1.download_button("Mask (PNG)", mask_png_bytes(result), f"{stem}_mask.png", "image/png", key="dl_mask")
     d2.download_button("Overlay (PNG)", png_bytes(overlay), f"{stem}_overlay.png", "image/png", key="dl_overlay")
+    with st.expander("Grad-CAM of every member"):
+        cols = st.columns(max(1, len(result.gradcam or {}) - 1))
+        for col, (name, heat) in zip(cols, [(n, h) for n, h in (result.gradcam or {}).items() if n != AVERAGE]):
+            col.image(overlay_heatmap(slice_.image, heat, cam_opacity), caption=name, width="stretch")
+    return cam_opacity
+
+
+def show_measurements(result: SliceResult) -> None:
+    if not result.segmented:
+        return
+    if result.features is None:
+        st.info("The mask is empty: nothing to measure.")
+        return
+    units = ("millimetres (spacing from the file)" if result.spacing_source == "file"
+             else "millimetres (spacing you entered)" if result.spacing_source == "user"
+             else "pixels — the pixel spacing is unknown")
+    st.subheader("Measurements")
+    st.caption(f"Units: {units}. Width and height are the bounding box in image axes; "
+               "the RANO product is maximum diameter × longest perpendicular diameter.")
+    st.dataframe(pd.DataFrame(feature_table(result.features)), hide_index=True, width="stretch")
+
+
+def show_downloads(slice_: Slice, result: SliceResult, synthetic: bool, style: str, opacity: float,
+                   cam_opacity: float, stem: str) -> None:
+    st.subheader("Report")
+    include_ids = False
+    if slice_.identifiers:
+        include_ids = st.checkbox("Include the DICOM patient identifiers in the report", key="an_ids",
+                                  help="Off by default: the report then carries no name, ID, date or UID "
+                                       "from the file, and any of them in the file name is withheld.")
+
+    def report():
+        return build_report(slice_, result, synthetic=synthetic, include_identifiers=include_ids,
+                            overlay_style=style, overlay_opacity=opacity, cam_opacity=cam_opacity)
+
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("Report (PDF)", lambda: report_pdf(report()), f"{stem}_report.pdf", "application/pdf",
+                       key="dl_pdf", type="primary", icon=":material/picture_as_pdf:", on_click="ignore")
+    d2.download_button("Report (JSON)", lambda: report_json(report()), f"{stem}_report.json", "application/json",
+                       key="dl_json", on_click="ignore")
+    d3.download_button("Measurements (CSV)", features_csv(result), f"{stem}_features.csv", "text/csv",
+                       key="dl_csv", disabled=result.features is None)
+    st.caption("The report holds the input thumbnail, the decision and probabilities, the members' votes, Grad-CAM, "
+               "the overlay and mask, the measurements with units, the warnings, the models with their weight "
+               "sha256, the app version and the time.")
+    with st.expander("Model versions and timings"):
+        st.dataframe(pd.DataFrame([{"model": k, "sha256": v} for k, v in result.model_versions.items()]),
+                     hide_index=True, width="stretch")
+        st.caption(" · ".join(f"{k.removesuffix('_ms')}: {v:.0f} ms" for k, v in result.timings_ms.items()))
 
 
 def show_result(slice_: Slice, result: SliceResult, style: str, opacity: float, synthetic: bool) -> None:
     stem = download_stem(slice_.name)
     show_decision(result)
     show_probabilities(result)
-    show_segmentation(slice_, result, style, opacity, stem)
-    d1, d2 = st.columns(2)
-    d1.download_button("Result (JSON)", result_json(result, {"synthetic_input": synthetic}), f"{stem}_result.json",
-                       "application/json", key="dl_json")
-    d2.download_button("Measurements (CSV)", features_csv(result), f"{stem}_features.csv", "text/csv",
-                       key="dl_csv", disabled=result.features is None)
-    with st.expander("Model versions and timings"):
-        st.dataframe(pd.DataFrame([{"model": k, "sha256": v} for k, v in result.model_versions.items()]),
-                     hide_index=True, width="stretch")
-        st.caption(" · ".join(f"{k.removesuffix('_ms')}: {v:.0f} ms" for k, v in result.timings_ms.items()))
+    cam_opacity = show_images(slice_, result, style, opacity, stem)
+    show_measurements(result)
+    show_downloads(slice_, result, synthetic, style, opacity, cam_opacity, stem)
 
 
 # ----------------------------------------------------------------------------- page
@@ -173,20 +238,24 @@ with info:
                 f"**Pixel spacing:** {spacing}")
     if slice_.metadata:
         st.caption(" · ".join(f"{k}: {v}" for k, v in slice_.metadata.items()))
+    if slice_.identifiers:
+        st.caption(f"The file carries {len(slice_.identifiers)} patient-identifying DICOM fields; they are "
+                   "not shown and stay out of the report unless you include them.")
 
 verdict = check_slice(slice_)
+show_guard(verdict)
 override = False
 if not verdict.accepted:
-    st.error(f"This does not look like a brain MRI slice. {verdict.reason}")
     override = st.checkbox("It is a brain MRI slice — analyse it anyway", key="an_override")
 
 input_key = hashlib.sha256(data).hexdigest() + repr((selection, options))
 if st.button("Analyse", type="primary", disabled=not (verdict.accepted or override), key="an_go"):
     analyzer = analyzer_or_error()
     if analyzer is not None:
-        with st.spinner("Classifying, segmenting and measuring…"):
+        with st.spinner("Classifying, explaining, segmenting and measuring…"):
             result = analyzer.analyze(slice_, options)
-        if override:
+        result.guard = {**verdict.to_dict(), "overridden": bool(override and not verdict.accepted)}
+        if override and not verdict.accepted:
             result.warnings.insert(0, f"Input guard overridden by the user: {verdict.reason}")
         st.session_state["analysis"] = {"key": input_key, "result": result}
 

@@ -113,3 +113,54 @@ def test_real_figshare_slice_is_segmented(analyzer, data_root):
         mask, _ = analyzer.segmenter.segment(read_slice_file(listing.images[i]).image, (0.98, 0.98))
         scores.append(dice(mask, read_mask(listing.masks[i])))
     assert np.mean(scores) > 0.6, scores
+
+
+# --------------------------------------------------------------------------- trust signals
+
+def test_calibration_entropy_and_gradcam_on_the_shipped_ensemble(analyzer):
+    result = analyzer.analyze(synthetic(sample_of("glioma")))
+    cal = result.calibration
+    assert cal["temperature"] > 0 and cal["n_validation"] > 100
+    assert cal["ece_before"] is not None and cal["ece_after"] is not None
+    assert len(result.uncalibrated_probabilities) == 4 and abs(sum(result.uncalibrated_probabilities) - 1) < 1e-4
+    assert 0.0 <= result.entropy <= 1.0
+    assert result.gradcam_class == result.decision
+    assert set(result.gradcam) == {"average", *result.member_votes}
+    assert all(m.shape == result.shape for m in result.gradcam.values())
+    payload = json.loads(json.dumps(result.to_dict()))
+    assert "gradcam" not in payload and payload["gradcam_layers"]
+
+
+def test_split_votes_and_flat_probabilities_raise_caution(analyzer):
+    class Split(FixedClassifier):
+        def predict(self, images):
+            a, b = np.array([[0.6, 0.3, 0.05, 0.05]]), np.array([[0.3, 0.6, 0.05, 0.05]])
+            return {"m1": a, "m2": b}, np.array([[0.45, 0.45, 0.05, 0.05]])
+
+    result = Analyzer(Split("glioma"), analyzer.segmenter).analyze(synthetic(sample_of("glioma")))
+    assert result.caution and result.entropy > 0.5
+    assert any(w.startswith("Low confidence") for w in result.warnings)
+    assert any("disagree" in w for w in result.warnings)
+    confident = Analyzer(FixedClassifier("glioma"), analyzer.segmenter).analyze(synthetic(sample_of("glioma")))
+    assert not confident.caution
+
+
+def test_a_copy_of_a_training_image_is_flagged(analyzer):
+    from core.dedup import HashIndex, fingerprint
+
+    image = synthetic(sample_of("meningioma")).image
+    fp = fingerprint(image)
+    index = HashIndex(phash=np.array([fp.phash], np.uint64), dhash=np.array([fp.dhash], np.uint64),
+                      labels=["meningioma"], names=["meningioma/Tr-me_0001.jpg"])
+    stand_in = Analyzer(FixedClassifier("meningioma"), analyzer.segmenter, index)
+    mirrored = Slice(image=np.ascontiguousarray(image[:, ::-1]), spacing_mm=None, source_format="png",
+                     name="copy.png")
+    result = stand_in.analyze(mirrored)
+    assert result.training_match["name"] == "meningioma/Tr-me_0001.jpg" and result.training_match["mirrored"]
+    assert result.warnings[0].startswith("This image is") and "used to train the model" in result.warnings[0]
+    other = stand_in.analyze(synthetic(sample_of("glioma")))
+    assert other.training_match is None
+
+
+def test_shipped_hash_index_is_loaded(analyzer):
+    assert analyzer.hash_index is not None and len(analyzer.hash_index) > 1000

@@ -1,0 +1,248 @@
+"""Batch analysis: many slices (or a .zip of them) → one row per file, CSV and ZIP exports.
+
+Every file goes through the same steps as the Analyse page -- read, input guard, classify,
+segment, measure, training-set look-up -- and each failure stays in its own row: a corrupt file,
+an unsupported type or a refused non-MRI image is reported there and the batch goes on.
+3D NIfTI volumes and multi-frame files are analysed at their middle slice (axial for NIfTI),
+which the row says. Grad-CAM is off by default here (it roughly doubles the time per slice).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Callable, Iterable
+
+from core.errors import InputError, NeedsSliceSelection
+from core.guard import check_slice
+from core.io import SUPPORTED_EXTENSIONS, Slice, inspect_slice_source, read_slice
+from core.pipeline import AnalysisOptions, Analyzer, SliceResult
+
+#: Most files taken from one upload (a .zip included) and the most uncompressed bytes read from a .zip.
+MAX_FILES = 1000
+MAX_ZIP_BYTES = 2 * 1024 ** 3
+#: Measurements shown in the table (feature-table names) -- the main ones.
+MAIN_MEASUREMENTS = ("Area", "Maximum diameter (Feret)", "Perpendicular diameter")
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class BatchItem:
+    """One file of a batch: its name (path inside a .zip when it came from one) and bytes."""
+
+    name: str
+    data: bytes
+
+
+@dataclass
+class BatchRow:
+    """The outcome for one file: ``status`` is ``ok``, ``refused`` (input guard) or ``error``."""
+
+    name: str
+    status: str
+    message: str = ""
+    result: SliceResult | None = field(default=None, repr=False)
+    slice_: Slice | None = field(default=None, repr=False)
+    note: str = ""
+
+    def table_row(self) -> dict[str, Any]:
+        """A flat dict for the results table and the CSV."""
+        r = self.result
+        row: dict[str, Any] = {"file": self.name, "status": self.status,
+                               "class": r.decision_label if r else "", "probability": round(r.confidence, 4) if r else None,
+                               "entropy": round(r.entropy, 3) if r else None,
+                               "members agreeing": f"{round(r.agreement * len(r.member_votes))}/{len(r.member_votes)}" if r else "",
+                               "caution": bool(r.caution) if r else None,
+                               "training-set match": (r.training_match or {}).get("name", "") if r else ""}
+        measures = {m["feature"]: m for m in _feature_rows(r)}
+        for name in MAIN_MEASUREMENTS:
+            m = measures.get(name)
+            row[f"{name.split(' (')[0].lower()}"] = round(m["value"], 2) if m else None
+        row["unit"] = measures["Area"]["unit"].rstrip("²") if "Area" in measures else ""
+        notes = [self.note] if self.note else []
+        row["warnings / errors"] = " | ".join(notes + ([self.message] if self.message else [])
+                                              + (list(r.warnings) if r else []))
+        return row
+
+
+def _feature_rows(result: SliceResult | None) -> list[dict]:
+    from core.morphology import feature_table
+
+    if result is None or result.features is None:
+        return []
+    rows = feature_table(result.features)
+    seen, out = set(), []
+    for row in rows:                      # keep the first "Area" (mm² or px²), not the cm² duplicate
+        if row["feature"] not in seen:
+            seen.add(row["feature"])
+            out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------- inputs
+
+def _is_hidden(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def expand_uploads(files: Iterable[tuple[str, bytes]]) -> tuple[list[BatchItem], list[BatchRow]]:
+    """Files to analyse, with every ``.zip`` opened; and rows for archives that cannot be read.
+
+    Folders, hidden files and macOS resource forks inside a zip are skipped; nested zips are
+    reported, not opened. At most :data:`MAX_FILES` files are taken.
+    """
+    items: list[BatchItem] = []
+    problems: list[BatchRow] = []
+    for name, data in files:
+        if not name.lower().endswith(".zip"):
+            items.append(BatchItem(name, data))
+            continue
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                members = [i for i in archive.infolist() if not i.is_dir() and not _is_hidden(i.filename)]
+                total = sum(i.file_size for i in members)
+                if total > MAX_ZIP_BYTES:
+                    problems.append(BatchRow(name, "error", f"the archive unpacks to {total / 2**30:.1f} GB; "
+                                             f"the limit is {MAX_ZIP_BYTES / 2**30:.0f} GB"))
+                    continue
+                for info in members:
+                    member = f"{name}/{info.filename}"
+                    if info.filename.lower().endswith(".zip"):
+                        problems.append(BatchRow(member, "error", "a .zip inside a .zip is not opened; upload it separately"))
+                        continue
+                    try:
+                        items.append(BatchItem(member, archive.read(info)))
+                    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+                        problems.append(BatchRow(member, "error", f"cannot be extracted from the archive ({err})"))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+            problems.append(BatchRow(name, "error", f"not a readable .zip archive ({err})"))
+    if len(items) > MAX_FILES:
+        problems.append(BatchRow(f"{len(items) - MAX_FILES} more files", "error",
+                                 f"only the first {MAX_FILES} files of a batch are analysed"))
+        items = items[:MAX_FILES]
+    return items, problems
+
+
+def _supported(name: str) -> bool:
+    lower = name.lower()
+    return lower.endswith(".nii.gz") or lower.rsplit(".", 1)[-1] in SUPPORTED_EXTENSIONS
+
+
+def read_batch_slice(item: BatchItem) -> tuple[Slice, str]:
+    """The slice of one file and a note when a middle slice or frame was chosen for it."""
+    base = PurePosixPath(item.name).name
+    try:
+        return read_slice(item.data, base), ""
+    except NeedsSliceSelection:
+        pass
+    source = inspect_slice_source(item.data, base)
+    if source.kind == "volume":
+        index = source.shape[2] // 2
+        return (read_slice(item.data, base, axis=2, index=index),
+                f"3D volume: analysed its middle axial slice ({index} of {source.shape[2]})")
+    frame = source.n_frames // 2
+    return read_slice(item.data, base, frame=frame), f"multi-frame file: analysed frame {frame} of {source.n_frames}"
+
+
+# --------------------------------------------------------------------------- running
+
+def analyze_item(item: BatchItem, analyzer: Analyzer, options: AnalysisOptions, use_guard: bool = True) -> BatchRow:
+    """One file → one row; every error is caught and reported in the row."""
+    if not _supported(item.name):
+        return BatchRow(item.name, "error", "not a file type this app reads (PNG, JPEG, TIFF, BMP, DICOM, NIfTI)")
+    try:
+        slice_, note = read_batch_slice(item)
+    except InputError as err:
+        return BatchRow(item.name, "error", str(err))
+    verdict = check_slice(slice_) if use_guard else None
+    if verdict is not None and not verdict.accepted:
+        return BatchRow(item.name, "refused", f"input guard: {verdict.reason}", slice_=slice_, note=note)
+    try:
+        result = analyzer.analyze(slice_, options)
+    except InputError as err:
+        return BatchRow(item.name, "error", str(err), slice_=slice_, note=note)
+    except Exception as err:  # one broken file must not stop the batch; the row says what happened
+        return BatchRow(item.name, "error", f"analysis failed ({type(err).__name__}: {err})", slice_=slice_, note=note)
+    if verdict is not None:
+        result.guard = {**verdict.to_dict(), "overridden": False}
+    return BatchRow(item.name, "ok", result=result, slice_=slice_, note=note)
+
+
+def run_batch(items: list[BatchItem], analyzer: Analyzer, options: AnalysisOptions | None = None,
+              progress: Progress | None = None, use_guard: bool = True) -> list[BatchRow]:
+    """Analyse every item in order, calling ``progress(done, total, name)`` after each."""
+    options = options or AnalysisOptions(gradcam=False)
+    rows = []
+    for i, item in enumerate(items):
+        rows.append(analyze_item(item, analyzer, options, use_guard))
+        if progress:
+            progress(i + 1, len(items), item.name)
+    return rows
+
+
+# --------------------------------------------------------------------------- exports
+
+def results_table(rows: list[BatchRow]) -> list[dict[str, Any]]:
+    return [row.table_row() for row in rows]
+
+
+def results_csv(rows: list[BatchRow]) -> bytes:
+    """The results table as UTF-8 CSV."""
+    table = results_table(rows)
+    buffer = io.StringIO()
+    if table:
+        writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _member_stem(name: str, used: set[str]) -> str:
+    from core.report import download_stem
+
+    stem = download_stem(name.replace("/", "__"))
+    candidate, n = stem, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}_{n}"
+    used.add(candidate)
+    return candidate
+
+
+def results_zip(rows: list[BatchRow], overlay_style: str = "fill", overlay_opacity: float = 0.4) -> bytes:
+    """``results.csv`` plus, per analysed file, its report JSON, mask and overlay PNG and features CSV.
+
+    Per-file JSON uses :func:`core.report.build_report` with patient identifiers withheld.
+    """
+    from core.report import build_report, features_csv, png_bytes, report_json
+    from core.viz import overlay_mask
+
+    buffer = io.BytesIO()
+    used: set[str] = set()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("results.csv", results_csv(rows))
+        summary = []
+        for row in rows:
+            entry = {"file": row.name, "status": row.status, "message": row.message, "note": row.note}
+            if row.result is not None and row.slice_ is not None:
+                stem = _member_stem(row.name, used)
+                entry["folder"] = stem
+                report = build_report(row.slice_, row.result, overlay_style=overlay_style,
+                                      overlay_opacity=overlay_opacity)
+                archive.writestr(f"{stem}/report.json", report_json(report))
+                if row.result.mask is not None:
+                    archive.writestr(f"{stem}/mask.png", png_bytes((row.result.mask * 255).astype("uint8")))
+                    archive.writestr(f"{stem}/overlay.png", png_bytes(
+                        overlay_mask(row.slice_.image, row.result.mask, overlay_style, overlay_opacity)))
+                if row.result.features is not None:
+                    archive.writestr(f"{stem}/features.csv", features_csv(row.result))
+            summary.append(entry)
+        archive.writestr("summary.json", json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                                     "files": summary}, indent=1))
+    return buffer.getvalue()

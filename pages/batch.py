@@ -1,0 +1,84 @@
+"""Batch: many slices or a .zip → progress bar → results table → CSV and ZIP downloads."""
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import streamlit as st
+
+from core.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch
+from core.io import SUPPORTED_EXTENSIONS
+from core.pipeline import AnalysisOptions
+from ui.resources import analyzer_or_error, sample_catalogue, sample_bytes
+
+st.title("Analyse a batch")
+st.write("Upload many slices, or a .zip of them, and get one row per file: the class and its probability, "
+         "the warnings and the main measurements. A file that cannot be read, or that the input guard refuses, "
+         "is reported in its own row and the batch goes on.")
+
+
+def chosen_files() -> list[tuple[str, bytes]]:
+    source = st.radio("Input", ["Upload files", "The synthetic samples"], horizontal=True, key="bt_source")
+    if source == "The synthetic samples":
+        names = [s["name"] for s in sample_catalogue() if s.get("kind") in {"slice", "volume"}]
+        st.info("The project's synthetic phantoms (`python -m core.samples`), not patient scans.",
+                icon=":material/science:")
+        return [(n, sample_bytes(n)) for n in names]
+    uploads = st.file_uploader("Slices (PNG, JPEG, TIFF, BMP, DICOM, NIfTI) or .zip archives of them",
+                               type=[*SUPPORTED_EXTENSIONS, "zip"], accept_multiple_files=True, key="bt_upload")
+    return [(u.name, u.getvalue()) for u in uploads or []]
+
+
+def batch_options() -> tuple[AnalysisOptions, bool]:
+    with st.sidebar:
+        st.subheader("Batch settings")
+        anyway = st.checkbox("Segment even when no tumour is found", key="bt_anyway")
+        typed = st.number_input("Pixel spacing for files that state none (mm, 0 = pixels)", min_value=0.0,
+                                max_value=10.0, value=0.0, step=0.05, format="%.3f", key="bt_spacing")
+        gradcam = st.checkbox("Compute Grad-CAM (slower)", key="bt_gradcam")
+        guard = st.checkbox("Refuse images that do not look like brain MRI", value=True, key="bt_guard")
+    spacing = (typed, typed) if typed > 0 else None
+    return AnalysisOptions(segment_anyway=anyway, spacing_override_mm=spacing, gradcam=gradcam), guard
+
+
+files = chosen_files()
+options, use_guard = batch_options()
+if not files:
+    st.stop()
+items, problems = expand_uploads(files)
+st.caption(f"{len(items)} file(s) to analyse" + (f"; {len(problems)} archive problem(s)" if problems else "") + ".")
+digest = hashlib.sha256()
+for name, data in files:
+    digest.update(name.encode())
+    digest.update(hashlib.sha256(data).digest())
+batch_key = digest.hexdigest() + repr((options, use_guard))
+
+if st.button("Run batch", type="primary", key="bt_go", disabled=not items and not problems):
+    analyzer = analyzer_or_error()
+    if analyzer is not None:
+        bar = st.progress(0.0, text="Starting…")
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.progress(done / total, text=f"{done} of {total}: {name}")
+
+        rows = problems + run_batch([BatchItem(i.name, i.data) for i in items], analyzer, options, progress, use_guard)
+        bar.progress(1.0, text=f"Done: {len(rows)} file(s).")
+        st.session_state["batch"] = {"key": batch_key, "rows": rows}
+
+stored = st.session_state.get("batch")
+if stored and stored["key"] == batch_key:
+    rows = stored["rows"]
+    counts = pd.Series([r.status for r in rows]).value_counts()
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Analysed", int(counts.get("ok", 0)))
+    c2.metric("Refused by the guard", int(counts.get("refused", 0)))
+    c3.metric("Errors", int(counts.get("error", 0)))
+    st.dataframe(pd.DataFrame(results_table(rows)), hide_index=True, width="stretch",
+                 column_config={"probability": st.column_config.ProgressColumn("probability", min_value=0.0,
+                                                                               max_value=1.0, format="%.3f")})
+    d1, d2 = st.columns(2)
+    d1.download_button("Results (CSV)", results_csv(rows), "batch_results.csv", "text/csv", key="bt_csv")
+    d2.download_button("Everything (ZIP)", lambda: results_zip(rows), "batch_results.zip", "application/zip",
+                       key="bt_zip", on_click="ignore")
+elif stored:
+    st.caption("The files or settings changed: press **Run batch** again.")

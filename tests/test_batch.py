@@ -1,0 +1,163 @@
+"""Batch: zips and bad files reported per row, a 200-slice run with progress, exports, the Batch page."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core import config
+from core.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch
+from core.pipeline import AnalysisOptions, Analyzer
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+CLASSES = list(config.CLASS_NAMES)
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def samples() -> list[tuple[str, bytes]]:
+    manifest = json.loads((config.SAMPLE_DIR / "manifest.json").read_text())
+    return [(f["name"], (config.SAMPLE_DIR / f["name"]).read_bytes()) for f in manifest["files"]
+            if f["kind"] in {"slice", "volume"}]
+
+
+def bad_files() -> list[tuple[str, bytes]]:
+    good = samples()[0][1]
+    return [("truncated.png", good[: len(good) // 3]), ("empty.png", b""), ("notes.txt", b"hello"),
+            ("document.png", png(np.full((200, 160), 250, np.uint8)))]
+
+
+class StandIn:
+    """A fast stand-in classifier (the batch machinery is under test here, not the models)."""
+
+    def predict(self, images):
+        p = np.array([[0.9, 0.05, 0.03, 0.02]])
+        return {"m1": p, "m2": p}, p
+
+    def versions(self):
+        return {"stand_in": "0" * 64}
+
+
+class EmptySegmenter:
+    name, card = "empty", {"sha256": "1" * 64}
+
+    def segment(self, image, spacing_mm, rules=None):
+        return np.zeros(image.shape, bool), np.zeros(image.shape, np.float32)
+
+
+def zipped(files: list[tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files:
+            archive.writestr(f"scans/{name}", data)
+        archive.writestr("__MACOSX/._junk.png", b"junk")
+        archive.writestr("inner.zip", b"PK")
+    return buffer.getvalue()
+
+
+def test_zip_is_expanded_and_bad_archives_are_reported():
+    items, problems = expand_uploads([("batch.zip", zipped(samples())), ("broken.zip", b"not a zip"),
+                                      ("loose.png", samples()[0][1])])
+    names = [i.name for i in items]
+    assert len(items) == len(samples()) + 1 and all(n.startswith("batch.zip/scans/") for n in names[:-1])
+    assert not any("__MACOSX" in n for n in names)
+    assert {p.name for p in problems} == {"batch.zip/inner.zip", "broken.zip"}
+    assert all(p.status == "error" and p.message for p in problems)
+
+
+def test_200_slice_batch_reports_progress_and_every_row():
+    base = [data for name, data in samples() if name.endswith(".png")]
+    items = [BatchItem(f"slice_{i:03d}.png", base[i % len(base)]) for i in range(200)]
+    seen = []
+    start = time.perf_counter()
+    rows = run_batch(items, Analyzer(StandIn(), EmptySegmenter()), AnalysisOptions(gradcam=False, lookup_training=False),
+                     progress=lambda done, total, name: seen.append((done, total, name)))
+    elapsed = time.perf_counter() - start
+    assert [s[0] for s in seen] == list(range(1, 201)) and all(s[1] == 200 for s in seen)
+    assert len(rows) == 200 and all(r.status == "ok" for r in rows), [r.message for r in rows if r.status != "ok"]
+    assert elapsed < 120, elapsed
+
+
+def test_bad_files_are_reported_in_their_rows_and_do_not_stop_the_batch():
+    files = samples()[:2] + bad_files() + samples()[2:3]
+    items = [BatchItem(n, d) for n, d in files]
+    rows = run_batch(items, Analyzer(StandIn(), EmptySegmenter()), AnalysisOptions(gradcam=False))
+    status = {r.name: r.status for r in rows}
+    assert status["truncated.png"] == "error" and "truncated" in next(r for r in rows if r.name == "truncated.png").message
+    assert status["empty.png"] == "error" and status["notes.txt"] == "error"
+    assert status["document.png"] == "refused"
+    assert [r.status for r in rows][-1] == "ok", "the batch goes on after bad files"
+    table = results_table(rows)
+    assert all(row["warnings / errors"] for row in table if row["status"] != "ok")
+
+
+def test_real_models_batch_and_exports(analyzer):
+    files = samples() + bad_files()[:1]
+    rows = run_batch([BatchItem(n, d) for n, d in files], analyzer, AnalysisOptions(gradcam=False, segment_anyway=True))
+    ok = [r for r in rows if r.status == "ok"]
+    assert len(ok) == len(samples())
+    volume = next(r for r in ok if r.name.endswith(".nii.gz"))
+    assert "middle axial slice" in volume.note
+    table = list(csv.DictReader(io.StringIO(results_csv(rows).decode())))
+    assert len(table) == len(rows)
+    assert {"file", "status", "class", "probability", "warnings / errors", "area", "maximum diameter", "unit"} <= set(table[0])
+    measured = [t for t in table if t["area"]]
+    assert measured and all(t["unit"] in {"mm", "px"} for t in measured)
+    with zipfile.ZipFile(io.BytesIO(results_zip(rows))) as archive:
+        names = archive.namelist()
+        assert "results.csv" in names and "summary.json" in names
+        reports = [n for n in names if n.endswith("/report.json")]
+        assert len(reports) == len(ok)
+        assert any(n.endswith("/mask.png") for n in names) and any(n.endswith("/overlay.png") for n in names)
+        for name in reports:
+            assert "SYNTH-0001" not in archive.read(name).decode(), "identifiers must stay out of batch reports"
+
+
+# ----------------------------------------------------------------------------- the page
+
+def batch_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/batch.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_batch_page_runs_the_samples_with_a_progress_bar():
+    at = batch_page()
+    assert at.title[0].value == "Analyse a batch"
+    at.radio(key="bt_source").set_value("The synthetic samples").run()
+    at.button(key="bt_go").click().run()
+    assert not at.exception, at.exception
+    assert at.get("progress"), "a progress bar must be shown"
+    table = at.dataframe[0].value
+    assert len(table) == len(samples()) and set(table["status"]) == {"ok"}
+    assert {b.key for b in at.get("download_button")} >= {"bt_csv", "bt_zip"}
+    assert next(m.value for m in at.metric if m.label == "Analysed") == str(len(samples()))
+
+
+def test_batch_page_reports_corrupt_uploads_per_row():
+    at = batch_page()
+    uploads = [(n, d, "application/octet-stream") for n, d in samples()[:1] + bad_files()[:2]]
+    uploads.append(("more.zip", zipped(samples()[1:2]), "application/zip"))
+    at.file_uploader(key="bt_upload").set_value(uploads).run()
+    at.button(key="bt_go").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    by_file = dict(zip(table["file"], table["status"]))
+    assert by_file["truncated.png"] == "error" and by_file["empty.png"] == "error"
+    assert by_file["more.zip/inner.zip"] == "error"
+    assert sum(s == "ok" for s in by_file.values()) == 2
+    assert next(m.value for m in at.metric if m.label == "Errors") == "3"

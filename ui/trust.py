@@ -1,0 +1,63 @@
+"""Streamlit views of the trust signals shared by the Analyse and Batch pages.
+
+The input-guard verdict, the caution banner for uncertain or split decisions, the calibration
+note and the training-set match all read plain objects from ``core``; nothing here computes.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from core import config
+from core.guard import GuardVerdict
+from core.pipeline import SliceResult
+
+GUARD_TITLES = {
+    "small": "The image is too small to be an MRI slice.",
+    "colour": "This is a colour image, not an MRI slice.",
+    "blank": "The image is blank.",
+    "document": "This looks like a document or a screenshot, not a brain MRI slice.",
+    "noise": "This looks like noise or a texture, not a brain MRI slice.",
+    "xray_or_photo": "This does not look like a brain MRI slice (more like a chest X-ray or a photograph).",
+    "unusual": "This does not look like a brain MRI slice.",
+}
+
+
+def show_guard(verdict: GuardVerdict) -> None:
+    """The guard's verdict: a specific error when it refuses, a quiet caption when it accepts."""
+    if verdict.accepted:
+        if verdict.score is not None:
+            st.caption(f"Input guard: looks like a brain MRI slice (out-of-distribution score {verdict.score:.1f}, "
+                       f"limit {verdict.limit:.1f}).")
+        return
+    title = GUARD_TITLES.get(verdict.kind, GUARD_TITLES["unusual"])
+    st.error(f"**{title}** {verdict.reason}", icon=":material/block:")
+
+
+def show_caution(result: SliceResult) -> None:
+    """A visible caution when the decision is uncertain or the members split."""
+    if not result.caution:
+        return
+    votes = sum(v == result.decision for v in result.member_votes.values())
+    st.warning(f"**Caution — treat this result as uncertain.** Ensemble probability {result.confidence:.0%}, "
+               f"normalised entropy {result.entropy:.2f} (0 = certain, 1 = uniform), "
+               f"{votes} of {len(result.member_votes)} members vote {result.decision_label}.",
+               icon=":material/warning:")
+
+
+def show_training_match(result: SliceResult) -> None:
+    match = result.training_match
+    if match:
+        st.warning(f"**This image was used to train the model**; its result says little about accuracy. "
+                   f"It {'copies' if match['exact'] else 'nearly copies'} the training image `{match['name']}` "
+                   f"(labelled {config.CLASS_LABELS.get(match['label'], match['label'])}; perceptual-hash distances "
+                   f"{match['phash_distance']}/{match['dhash_distance']} of 64"
+                   f"{', mirrored' if match.get('mirrored') else ''}).", icon=":material/content_copy:")
+
+
+def calibration_note(result: SliceResult) -> str:
+    cal = result.calibration
+    if not cal:
+        return "Probabilities come from the stacking meta-learner."
+    return (f"Probabilities are calibrated: {cal['method']} (T = {cal['temperature']}), fitted on the "
+            f"{cal['fitted_on']}. Expected calibration error on validation (n = {cal['n_validation']}): "
+            f"{cal['ece_before']} before, {cal['ece_after']} after.")
