@@ -113,18 +113,19 @@ def _check_spacing(spacing: tuple[float, ...] | None, ndim: int) -> tuple[float,
     return sp
 
 
-def _contour_length(mask: np.ndarray, scale: tuple[float, float]) -> float:
-    """Length of the smoothed 0.5 iso-contour(s) of a 2D bool mask, coordinates * ``scale``."""
-    padded = np.pad(mask.astype(np.float64), 1)
-    scale_arr = np.asarray(scale, dtype=np.float64)
-    total = 0.0
-    for contour in find_contours(padded, 0.5):
+def _contours(mask: np.ndarray) -> list[np.ndarray]:
+    """Simplified 0.5 iso-contours (row, col pixels) of a 2D bool mask, zero-padded by one pixel."""
+    polygons = []
+    for contour in find_contours(np.pad(mask.astype(np.float64), 1), 0.5):
         poly = approximate_polygon(contour, tolerance=CONTOUR_TOLERANCE_PX)
-        if len(poly) < 4:  # tiny blob collapsed by the simplification: keep the raw contour
-            poly = contour
-        poly = poly * scale_arr
-        total += float(np.sum(np.linalg.norm(np.diff(poly, axis=0), axis=1)))
-    return total
+        polygons.append(contour if len(poly) < 4 else poly)  # tiny blob collapsed: keep the raw contour
+    return polygons
+
+
+def _contour_length(polygons: list[np.ndarray], scale: tuple[float, float]) -> float:
+    """Total length of ``polygons`` (from :func:`_contours`) with coordinates multiplied by ``scale``."""
+    scale_arr = np.asarray(scale, dtype=np.float64)
+    return float(sum(np.sum(np.linalg.norm(np.diff(p * scale_arr, axis=0), axis=1)) for p in polygons))
 
 
 def _pixel_corner_hull(mask: np.ndarray) -> np.ndarray:
@@ -200,7 +201,8 @@ def measure_mask(
     props_phys = regionprops(single, spacing=sp)[0] if sp is not None else props_px
 
     area_px = float(m.sum())
-    perimeter_px = _contour_length(m, (1.0, 1.0))
+    polygons = _contours(m)
+    perimeter_px = _contour_length(polygons, (1.0, 1.0))
     min_r, min_c, max_r, max_c = props_px.bbox
     height_px, width_px = float(max_r - min_r), float(max_c - min_c)
 
@@ -212,7 +214,7 @@ def measure_mask(
     if sp is not None:
         area_mm2 = area_px * sp[0] * sp[1]
         area_cm2 = area_mm2 / 100.0
-        perimeter_mm = _contour_length(m, sp)
+        perimeter_mm = _contour_length(polygons, sp)
         height_mm, width_mm = height_px * sp[0], width_px * sp[1]
         feret_mm, perp_mm = _feret_diameters(hull_px * np.asarray(sp))
         rano_mm2 = feret_mm * perp_mm

@@ -3,16 +3,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.classify import Classifier, member_inputs, predict_batches
+from core.classify import Classifier, member_inputs, predict_batches, predict_members
 
 
-def test_fused_members_match_separate_members():
+def test_fused_members_match_separate_members_with_mirror_averaging():
     classifier = Classifier.load()
+    assert classifier.ensemble.member_tta == "hflip"
     rng = np.random.default_rng(0)
     slices = [rng.random((200, 180)).astype(np.float32) for _ in range(3)]
     fused = classifier.member_probabilities(slices)
     assert list(fused) == [m.name for m in classifier.members]
     for member in classifier.members:
-        alone = predict_batches(member.model, member_inputs(slices, member.input_size))
-        np.testing.assert_allclose(fused[member.name], alone, atol=1e-5)
+        x = member_inputs(slices, member.input_size)
+        expected = (predict_batches(member.model, x) + predict_batches(member.model, x[:, :, ::-1].copy())) / 2
+        np.testing.assert_allclose(fused[member.name], expected, atol=1e-5)
         np.testing.assert_allclose(fused[member.name].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_without_test_time_augmentation_members_see_the_image_only():
+    classifier = Classifier.load()
+    x = member_inputs([np.random.default_rng(1).random((128, 128)).astype(np.float32)], 128)
+    plain = predict_members(classifier.members, {128: x}, "none")
+    for member in classifier.members:
+        np.testing.assert_allclose(plain[member.name], predict_batches(member.model, x), atol=1e-6)
