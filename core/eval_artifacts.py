@@ -120,6 +120,18 @@ class Cards:
             return False
 
 
+def _should_evaluate(name: str, path: Path, inputs: dict, opts: Options, cards: Cards,
+                     members: list[str] | tuple[str, ...] = ()) -> bool:
+    """Whether ``name`` needs (and can get) a fresh artifact at ``path``; says why not when not."""
+    if _up_to_date(path, inputs, opts.force):
+        print(f"{name}: up to date", flush=True)
+        return False
+    if not all(cards.weights_here(m) for m in (name, *members)):
+        print(f"{name}: weights not here, keeping its existing artifacts", flush=True)
+        return False
+    return True
+
+
 def load_cards(out: Path, weights_dir: Path | None = None) -> Cards:
     cards: dict[str, dict] = {}
     source: dict[str, Path | None] = {}
@@ -254,11 +266,7 @@ def evaluate_classifier(name: str, cards: Cards, test: TestSet, probs_of: Probab
               "members": {m: (cards.get(m) or {}).get("sha256") for m in members}, "tta": tta,
               "data": CLS_DATASET, "listing": test.digest, "clean_list": test.clean_sha, "n_boot": opts.n_boot}
     path = opts.out / "models" / f"{name}.json"
-    if _up_to_date(path, inputs, opts.force):
-        print(f"{name}: up to date", flush=True)
-        return None
-    if not cards.weights_here(name) or not all(cards.weights_here(m) for m in members):
-        print(f"{name}: weights not here, keeping its existing artifacts", flush=True)
+    if not _should_evaluate(name, path, inputs, opts, cards, members):
         return None
     print(f"{name}: evaluating", flush=True)
     calibration = None
@@ -341,11 +349,7 @@ def evaluate_segmenter(name: str, cards: Cards, root: Path, opts: Options) -> di
     inputs = {"version": ARTIFACT_VERSION, "sha256": card["sha256"], "data": SEG_DATASET, "folds": list(SEG_FOLDS),
               "spacing_mm": SEG_SPACING_MM, "listing": _digest(rel), "n_boot": opts.n_boot}
     path = opts.out / "models" / f"{name}.json"
-    if _up_to_date(path, inputs, opts.force):
-        print(f"{name}: up to date", flush=True)
-        return None
-    if not cards.weights_here(name):
-        print(f"{name}: weights not here, keeping its existing artifacts", flush=True)
+    if not _should_evaluate(name, path, inputs, opts, cards):
         return None
     print(f"{name}: segmenting {len(take)} held-out slices ...", flush=True)
     segmenter = Segmenter.load(name, cards.source[name])
@@ -395,11 +399,7 @@ def evaluate_brats_model(name: str, cards: Cards, root: Path, opts: Options) -> 
     path = opts.out / "models" / f"{name}.json"
     if name != DEFAULT_MODEL:
         return None
-    if _up_to_date(path, inputs, opts.force):
-        print(f"{name}: up to date", flush=True)
-        return None
-    if not cards.weights_here(name):
-        print(f"{name}: weights not here, keeping its existing artifacts", flush=True)
+    if not _should_evaluate(name, path, inputs, opts, cards):
         return None
     print(f"{name}: evaluating BraTS cases ...", flush=True)
     folder = cards.source[name]

@@ -12,25 +12,10 @@ from core import comparison, config, evaluate
 from core.eval_artifacts import Options, artifact_files, build_summary, outline, write_artifacts
 from core.metrics import dice
 from core.reported import REPORTED, reported_table
+from synthetic_images import phantom, write_png
 
 COMMITTED = config.WEIGHTS_DIR / "eval"
 MODELS = ["resnet_compact", "stacking_ensemble", "resunet"]
-
-
-def phantom(seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    """A bright disc ("lesion") inside an ellipse ("head"), and the lesion mask."""
-    rng = np.random.default_rng(seed)
-    rr, cc = np.mgrid[:size, :size]
-    head = ((rr - size / 2) / (0.4 * size)) ** 2 + ((cc - size / 2) / (0.35 * size)) ** 2 <= 1
-    r0, c0 = rng.integers(size // 3, 2 * size // 3, 2)
-    lesion = (rr - r0) ** 2 + (cc - c0) ** 2 <= (size // 10) ** 2
-    image = np.where(head, 90, 0) + np.where(lesion, 120, 0) + rng.normal(0, 4, (size, size))
-    return np.clip(image, 0, 255).astype(np.uint8), lesion
-
-
-def _png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +25,12 @@ def tree(tmp_path_factory) -> dict:
     testing = data / "brain_mri_4class" / "Testing"
     for k, cls in enumerate(config.CLASS_NAMES):
         for j in range(2):
-            _png(testing / cls / f"{cls[:2]}{j}.png", phantom(10 * k + j)[0])
+            write_png(testing / cls / f"{cls[:2]}{j}.png", phantom(10 * k + j)[0])
     rows = ["id,image,mask,label,patient_id,fold"]
     for k in range(5):
         image, mask = phantom(100 + k, 128)
-        _png(data / "figshare_3064" / "images" / f"{k}.jpg", image)
-        _png(data / "figshare_3064" / "masks" / f"{k}.png", (mask * 255).astype(np.uint8))
+        write_png(data / "figshare_3064" / "images" / f"{k}.jpg", image)
+        write_png(data / "figshare_3064" / "masks" / f"{k}.png", (mask * 255).astype(np.uint8))
         rows.append(f"{k},images/{k}.jpg,masks/{k}.png,{['glioma', 'meningioma'][k % 2]},p{k // 2},{4 if k < 4 else 1}")
     (data / "figshare_3064" / "index.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path_factory.mktemp("eval")

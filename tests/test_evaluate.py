@@ -9,22 +9,7 @@ import pytest
 from PIL import Image
 
 from core import evaluate
-
-
-def phantom(seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    """A bright disc ("lesion") inside an ellipse ("head"), and the lesion mask."""
-    rng = np.random.default_rng(seed)
-    rr, cc = np.mgrid[:size, :size]
-    head = ((rr - size / 2) / (0.4 * size)) ** 2 + ((cc - size / 2) / (0.35 * size)) ** 2 <= 1
-    r0, c0 = rng.integers(size // 3, 2 * size // 3, 2)
-    lesion = (rr - r0) ** 2 + (cc - c0) ** 2 <= (size // 10) ** 2
-    image = np.where(head, 90, 0) + np.where(lesion, 120, 0) + rng.normal(0, 4, (size, size))
-    return np.clip(image, 0, 255).astype(np.uint8), lesion
-
-
-def write_png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+from synthetic_images import phantom, write_png
 
 
 def result_line(capsys) -> str:
