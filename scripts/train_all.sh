@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Train every shipped model from scratch with the compact CPU configuration recorded in the
-# model cards (weights/MODEL_CARDS.md). Needs the public data: BTD_DATA_DIR or ../shared/data.
-# Each step is one command; run a single line to retrain one model.
+# model cards (weights/MODEL_CARDS.md), then rebuild the derived artifacts. Needs the public
+# data: BTD_DATA_DIR or ../shared/data. Each step is one command; run a single line to redo one.
+# On a GPU machine the same commands run on JAX (KERAS_BACKEND=jax).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 
-for member in efficientnet_compact mobilenet_compact densenet_compact resnet_compact; do
-  python -m core.train.classifier --model "$member" --size 128 --epochs 30
-done
+python -m core.train.classifier --model efficientnet_compact --size 128 --epochs 30
+python -m core.train.classifier --model mobilenet_compact --size 128 --epochs 30
+python -m core.train.classifier --model densenet_compact --size 128 --epochs 20 --max-minutes 32
+python -m core.train.classifier --model resnet_compact --size 128 --epochs 18 --max-minutes 45
 python -m core.train.ensemble --members resnet_compact mobilenet_compact densenet_compact efficientnet_compact
-python -m core.train.segmenter --model resunet --size 256 --crop 160 --base 12 --epochs 40
+python -m core.train.segmenter --model resunet --size 256 --crop 160 --base 8 --depth 5 --epochs 40 --max-minutes 150
+python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110
+python -m core.guard fit
+python -m core.dedup split --out weights/eval/dedup_testing.json
+python -m core.dedup index --out weights/train_hash_index.npz
 python -m core.registry
+python -m core.evaluate artifacts --out weights/eval
