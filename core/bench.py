@@ -6,7 +6,8 @@ Times, warm (after two untimed runs), the median of ``--repeats`` runs of: readi
 the input guard, classification (four members + meta-learner), segmentation, measurement and
 the whole pipeline; model loading; and, in the same process, one forward pass of
 ``keras.applications.ResNet50(weights=None)`` at 224×224 as a yardstick. Last line:
-``RESULT pipeline_ms=... resnet50_ms=... ratio=... load_s=... peak_rss_mb=...``.
+``RESULT pipeline_ms=... resnet50_ms=... ratio=... load_s=... peak_rss_mb=... with_explanations_ms=...``
+(the last: the Analyse page's full call, adding Grad-CAM of every member and the training-set look-up).
 
 ``--models`` also times each named model (``all``: every model of the comparison,
 :data:`core.comparison.PLANNED` plus the manifest) on one preprocessed image, batch 1, and
@@ -28,6 +29,10 @@ from typing import Any, Callable
 import numpy as np
 
 from core import config
+
+
+#: In-plane side of a BraTS volume: the size a fully convolutional BraTS model sees per axial slice.
+BRATS_SLICE_SIDE = 240
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
@@ -142,8 +147,9 @@ def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> 
         if spec is None or spec.task not in ("classification", "segmentation"):
             return {"latency_ms": None, "source": "no weights and no architecture to time"}
         model, source = _architecture(name, spec), "untrained architecture"
-    shape = tuple(int(d) if d is not None else 128 for d in model.inputs[0].shape[1:])
-    task = (card or {}).get("task") or (spec.task if spec else "")
+    task = comparison.task_of(card) or (spec.task if spec else "")
+    free_side = BRATS_SLICE_SIDE if task == "brats" else 128  # a BraTS model runs on whole 240×240 axial slices
+    shape = tuple(int(d) if d is not None else free_side for d in model.inputs[0].shape[1:])
     tta = comparison.protocol_tta() if task == "classification" else "none"
     ms = _keras_forward_ms(model, shape, repeats, batch=2 if tta == "hflip" else 1)
     params = int(model.count_params())
@@ -219,7 +225,10 @@ def main(argv: list[str] | None = None) -> None:
     load_s = time.perf_counter() - start
 
     slice_ = read_slice(data, name)
-    options = AnalysisOptions(segment_anyway=True)
+    # The slice pipeline of the RESULT line: read, guard, classify, segment, measure. The Analyse page
+    # also computes Grad-CAM of every member and the training-set look-up; timed separately below.
+    core_options = AnalysisOptions(segment_anyway=True, gradcam=False, lookup_training=False)
+    full_options = AnalysisOptions(segment_anyway=True)
     mask, _ = analyzer.segmenter.segment(slice_.image, slice_.spacing_mm)
     stages = {
         "read": median_ms(lambda: read_slice(data, name), args.repeats),
@@ -228,12 +237,13 @@ def main(argv: list[str] | None = None) -> None:
         "segment": median_ms(lambda: analyzer.segmenter.segment(slice_.image, slice_.spacing_mm), args.repeats),
         "measure": median_ms(lambda: measure_mask(mask, slice_.spacing_mm), args.repeats),
     }
-    def whole_pipeline() -> None:
+    def whole_pipeline(options: AnalysisOptions) -> None:
         read = read_slice(data, name)
         check_slice(read)
         analyzer.analyze(read, options)
 
-    pipeline = median_ms(whole_pipeline, args.repeats)
+    pipeline = median_ms(lambda: whole_pipeline(core_options), args.repeats)
+    with_explanations = median_ms(lambda: whole_pipeline(full_options), args.repeats)
     yardstick = resnet50_ms(args.repeats)
 
     print(f"sample {name} ({slice_.shape[1]}x{slice_.shape[0]}), {os.cpu_count()} CPU cores, "
@@ -241,10 +251,12 @@ def main(argv: list[str] | None = None) -> None:
     for stage, ms in stages.items():
         print(f"  {stage:10s} {ms:8.1f} ms")
     print(f"  {'pipeline':10s} {pipeline:8.1f} ms  (read, guard, classify, segment, measure)")
+    print(f"  {'+ trust':10s} {with_explanations:8.1f} ms  (the Analyse page's call: the pipeline plus Grad-CAM "
+          "of every member and the training-set look-up)")
     print(f"  {'resnet50':10s} {yardstick:8.1f} ms  (keras.applications.ResNet50, weights=None, 1x224x224x3)")
     print(f"  model loading {load_s:.2f} s, peak RSS {peak_rss_mb():.0f} MB")
     print(f"RESULT pipeline_ms={pipeline:.1f} resnet50_ms={yardstick:.1f} ratio={pipeline / yardstick:.3f} "
-          f"load_s={load_s:.2f} peak_rss_mb={peak_rss_mb():.0f}")
+          f"load_s={load_s:.2f} peak_rss_mb={peak_rss_mb():.0f} with_explanations_ms={with_explanations:.1f}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,14 @@ CLASSIFIER_RECIPE = "--size 128 --epochs 30"
 #: Where GPU runs write their (large, non-shipping) weights; the artifacts command reads them with --weights.
 GPU_RUNS = "runs/comparison"
 TASKS = ("classification", "segmentation", "brats")
+#: Card ``task`` values that the comparison files under another of its TASKS.
+CARD_TASKS = {"brats_segmentation": "brats"}
+
+
+def task_of(card: dict | None) -> str | None:
+    """The comparison task of a model card (``brats_segmentation`` cards are the ``brats`` task)."""
+    task = (card or {}).get("task")
+    return CARD_TASKS.get(task, task)
 ARTIFACTS_COMMAND = "python -m core.evaluate artifacts --out weights/eval"
 
 
@@ -134,7 +142,9 @@ def planned_models() -> list[PlannedModel]:
         _segmenter("unet", "U-Net", "comparison"),
         _segmenter("attention_unet", "Attention U-Net", "comparison"),
         PlannedModel("unet2d_brats", "brats", "2D multi-class U-Net, slice by slice (BraTS)", "shipped", "cpu",
-                     "python -m core.train.brats --base 12 --size 96 --epochs 40 --max-minutes 70", "unet2d_brats"),
+                     _manifest().get("unet2d_brats", {}).get(
+                         "training_command", "python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110"),
+                     "unet2d_brats"),
     ]
 
 
@@ -153,7 +163,7 @@ def planned(name: str) -> PlannedModel | None:
 def all_model_names() -> list[str]:
     """Planned models, then any other classification/segmentation/BraTS model of the manifest."""
     names = [p.name for p in planned_models()]
-    extra = [n for n, c in _manifest().items() if n not in names and c.get("task") in TASKS]
+    extra = [n for n, c in _manifest().items() if n not in names and task_of(c) in TASKS]
     return names + sorted(extra)
 
 
@@ -233,6 +243,17 @@ def _ci(values: Any, k: int) -> float | None:
     return values[k] if isinstance(values, list) and len(values) == 2 else None
 
 
+def _identity(m: dict) -> dict:
+    """The leading columns of every comparison table."""
+    return {"model": m["name"], "description": m["label"], "group": m["group"]}
+
+
+def _footprint(m: dict, unit: str) -> dict:
+    """The trailing columns of every comparison table: size, CPU latency per ``unit``, status."""
+    return {"params": m.get("params"), "size MB": _mb(m.get("size_bytes")), f"CPU ms/{unit}": m.get("latency_ms"),
+            "status": status_text(m)}
+
+
 def models_of(summary: dict, task: str) -> list[dict]:
     return [m for m in summary["models"].values() if m["task"] == task]
 
@@ -243,13 +264,11 @@ def classification_table(summary: dict, split: str) -> pd.DataFrame:
     for m in models_of(summary, "classification"):
         s = (m.get("metrics") or {}).get(split) or {}
         rows.append({
-            "model": m["name"], "description": m["label"], "group": m["group"],
+            **_identity(m),
             "accuracy": s.get("accuracy"), "acc CI low": _ci(s.get("accuracy_ci95"), 0),
             "acc CI high": _ci(s.get("accuracy_ci95"), 1), "macro F1": s.get("macro_f1"),
             "macro AUC": s.get("macro_auc"), "ECE": s.get("ece"), "n": s.get("n"),
-            "val accuracy (training)": m.get("val_accuracy"), "params": m.get("params"),
-            "size MB": _mb(m.get("size_bytes")), "CPU ms/image": m.get("latency_ms"),
-            "status": status_text(m),
+            "val accuracy (training)": m.get("val_accuracy"), **_footprint(m, "image"),
         })
     return pd.DataFrame(rows)
 
@@ -260,13 +279,11 @@ def segmentation_table(summary: dict) -> pd.DataFrame:
     for m in models_of(summary, "segmentation"):
         s = (m.get("metrics") or {}).get(SEG_SPLIT) or {}
         rows.append({
-            "model": m["name"], "description": m["label"], "group": m["group"],
+            **_identity(m),
             "mean Dice": s.get("mean_dice"), "Dice CI low": _ci(s.get("mean_dice_ci95"), 0),
             "Dice CI high": _ci(s.get("mean_dice_ci95"), 1), "global Dice": s.get("global_dice"),
             "mean IoU": s.get("mean_iou"), "HD95 mm": s.get("mean_hd95_mm"), "n": s.get("n"),
-            "patients": s.get("n_patients"), "val Dice (training)": m.get("val_dice"),
-            "params": m.get("params"), "size MB": _mb(m.get("size_bytes")), "CPU ms/image": m.get("latency_ms"),
-            "status": status_text(m),
+            "patients": s.get("n_patients"), "val Dice (training)": m.get("val_dice"), **_footprint(m, "image"),
         })
     return pd.DataFrame(rows)
 
@@ -289,13 +306,12 @@ def brats_table(summary: dict) -> pd.DataFrame:
     rows = []
     for m in models_of(summary, "brats"):
         s = (m.get("metrics") or {}).get("test") or {}
-        row = {"model": m["name"], "description": m["label"], "cases": s.get("n")}
+        row = {**_identity(m), "cases": s.get("n")}
         for region in ("WT", "TC", "ET", "NCR", "ED"):
             if region in s:
                 row[f"{region} Dice"] = s[region].get("dice")
                 row[f"{region} HD95 mm"] = s[region].get("hd95_mm")
-        row.update({"params": m.get("params"), "size MB": _mb(m.get("size_bytes")),
-                    "CPU ms/slice": m.get("latency_ms"), "status": status_text(m)})
+        row.update(_footprint(m, "slice"))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -136,7 +137,7 @@ def _cached(kind: str, paths: list[Path], params: str, build: Callable[[], dict[
             return {k: data[k] for k in data.files}
     arrays = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # concurrent trainings build the same cache
     np.savez(tmp, **arrays)
     tmp.replace(path)
     return arrays

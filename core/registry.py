@@ -7,9 +7,12 @@ checked before the file is loaded. Training CLIs write cards through :func:`reco
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +46,22 @@ def load_manifest(weights_dir: Path | None = None) -> dict[str, Any]:
 def save_manifest(manifest: dict[str, Any], weights_dir: Path | None = None) -> None:
     path = manifest_path(weights_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
+
+
+@contextlib.contextmanager
+def editing_manifest(weights_dir: Path | None = None) -> Iterator[dict[str, Any]]:
+    """Read, let the caller change, and save the manifest under an exclusive lock, so two
+    trainings that finish together cannot drop each other's card."""
+    path = manifest_path(weights_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f"{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = load_manifest(weights_dir)
+        yield manifest
+        save_manifest(manifest, weights_dir)
 
 
 def model_card(name: str, weights_dir: Path | None = None) -> dict[str, Any]:
@@ -61,19 +77,17 @@ def record_model(name: str, card: dict[str, Any], weights_dir: Path | None = Non
     weights_dir = weights_dir or config.WEIGHTS_DIR
     path = weights_dir / card["file"]
     card = {**card, "sha256": file_sha256(path), "size_bytes": path.stat().st_size}
-    manifest = load_manifest(weights_dir)
-    manifest["models"][name] = card
-    save_manifest(manifest, weights_dir)
+    with editing_manifest(weights_dir) as manifest:
+        manifest["models"][name] = card
     return card
 
 
 def update_metrics(name: str, key: str, metrics: dict[str, Any], weights_dir: Path | None = None) -> None:
     """Store ``metrics`` under ``card["metrics"][key]`` (for example ``"test_official"``)."""
-    manifest = load_manifest(weights_dir)
-    if name not in manifest["models"]:
-        raise ModelUnavailable(f"model {name!r} is not in the manifest")
-    manifest["models"][name].setdefault("metrics", {})[key] = metrics
-    save_manifest(manifest, weights_dir)
+    with editing_manifest(weights_dir) as manifest:
+        if name not in manifest["models"]:
+            raise ModelUnavailable(f"model {name!r} is not in the manifest")
+        manifest["models"][name].setdefault("metrics", {})[key] = metrics
 
 
 def verified_path(name: str, weights_dir: Path | None = None) -> Path:

@@ -53,3 +53,24 @@ def test_tampered_weights_are_refused(tmp_path):
     path.unlink()
     with pytest.raises(ModelUnavailable, match="missing"):
         verified_path("resunet", tmp_path / "w")
+
+
+def _record_many(args: tuple[str, int]) -> None:
+    folder, worker = args
+    from pathlib import Path
+
+    from core.registry import record_model
+    for i in range(40):
+        record_model(f"m{worker}_{i}", {"file": "w.bin", "task": "segmentation"}, Path(folder))
+
+
+def test_concurrent_trainings_keep_every_card(tmp_path):
+    """Two trainings finishing together must not drop each other's card (read-modify-write under a lock)."""
+    import multiprocessing
+
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_record_many, [(str(tmp_path), 0), (str(tmp_path), 1)])
+    models = load_manifest(tmp_path)["models"]
+    assert len(models) == 80
+    assert {c["sha256"] for c in models.values()} == {file_sha256(tmp_path / "w.bin")}
