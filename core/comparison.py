@@ -249,9 +249,12 @@ def _identity(m: dict) -> dict:
 
 
 def _footprint(m: dict, unit: str) -> dict:
-    """The trailing columns of every comparison table: size, CPU latency per ``unit``, status."""
-    return {"params": m.get("params"), "size MB": _mb(m.get("size_bytes")), f"CPU ms/{unit}": m.get("latency_ms"),
-            "status": status_text(m)}
+    """The trailing columns of every comparison table: training epochs (``*``: cut by the wall-time
+    budget, the learning rate annealed within it), size, CPU latency per ``unit``, status."""
+    epochs = m.get("epochs")
+    trained = None if epochs is None else f"{epochs}{'*' if m.get('stopped_by_time_budget') else ''}"
+    return {"epochs": trained, "params": m.get("params"), "size MB": _mb(m.get("size_bytes")),
+            f"CPU ms/{unit}": m.get("latency_ms"), "status": status_text(m)}
 
 
 def models_of(summary: dict, task: str) -> list[dict]:

@@ -486,6 +486,8 @@ def build_summary(out: Path, weights_dir: Path | None = None) -> dict:
             "latency_input": lat.get("input"),
             "val_accuracy": val.get("accuracy", val.get("stacking_oof_val_accuracy")),
             "val_dice": val.get("mean_dice"),
+            "epochs": (card or {}).get("epochs"),
+            "stopped_by_time_budget": (card or {}).get("stopped_by_time_budget"),
             "log": f"logs/{name}.csv" if (out / "logs" / f"{name}.csv").is_file() else None,
             "detail": f"models/{name}.json" if detail else None,
             "predictions": (detail or {}).get("predictions"),

@@ -196,7 +196,9 @@ with tabs[1]:
     st.caption(f"Patient-wise split: fold 4 is never trained on or used for model selection. HD95 in mm at "
                f"{summary.get('segmentation_spacing_mm', 0.98)} mm per pixel (mean over images where both masks "
                "are non-empty). Dice CI: bootstrap over patients, so slices of one patient move together. "
-               "The de-duplication toggle concerns the classification test only.")
+               "The de-duplication toggle concerns the classification test only. Epochs marked * were cut by "
+               "the wall-time budget on the 2-core CPU (the learning rate annealed within it); models trained "
+               "for fewer epochs than their rivals are not beaten on merit alone, so compare the training curves too.")
     per_class = comparison.segmentation_class_table(summary)
     if not per_class.empty:
         st.markdown("**Per tumour class**")

@@ -325,6 +325,17 @@ def test_committed_artifacts_cover_every_model_in_the_manifest(committed):
         assert entry["task"] == comparison.task_of(card)
 
 
+def test_committed_tables_show_how_long_each_model_trained(committed):
+    from core.registry import load_manifest
+
+    cards = load_manifest()["models"]
+    seg = comparison.segmentation_table(committed).set_index("model")
+    for name in ("resunet", "unet", "attention_unet"):
+        card = cards[name]
+        assert seg.loc[name, "epochs"] == f"{card['epochs']}{'*' if card['stopped_by_time_budget'] else ''}"
+    assert comparison.classification_table(committed, "official").set_index("model").loc["xception", "epochs"] is None
+
+
 def test_committed_artifacts_are_small_and_relative(committed):
     files = artifact_files(COMMITTED)
     assert sum(f.stat().st_size for f in files) < 3 * 1024 * 1024
