@@ -147,7 +147,7 @@ def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> 
         if spec is None or spec.task not in ("classification", "segmentation"):
             return {"latency_ms": None, "source": "no weights and no architecture to time"}
         model, source = _architecture(name, spec), "untrained architecture"
-    task = comparison.task_of(card) or (spec.task if spec else "")
+    task = (card or {}).get("task") or (spec.task if spec else "")
     free_side = BRATS_SLICE_SIDE if task == "brats" else 128  # a BraTS model runs on whole 240×240 axial slices
     shape = tuple(int(d) if d is not None else free_side for d in model.inputs[0].shape[1:])
     tta = comparison.protocol_tta() if task == "classification" else "none"

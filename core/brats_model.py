@@ -156,7 +156,7 @@ def model_problem(name: str = DEFAULT_MODEL, weights_dir: Path | None = None) ->
     except ModelUnavailable:
         return (f"The BraTS segmentation model ({name}) is not available yet: it is not listed in "
                 "weights/manifest.json. Train it with `python -m core.train.brats`.")
-    if card.get("task") not in (None, "brats_segmentation"):
+    if card.get("task") not in (None, "brats"):
         return f"The model {name!r} in weights/manifest.json is a {card.get('task')} model, not a BraTS segmenter."
     path = Path(weights_dir or config.WEIGHTS_DIR) / card.get("file", "")
     if not path.is_file():

@@ -51,14 +51,6 @@ CLASSIFIER_RECIPE = "--size 128 --epochs 30"
 #: Where GPU runs write their (large, non-shipping) weights; the artifacts command reads them with --weights.
 GPU_RUNS = "runs/comparison"
 TASKS = ("classification", "segmentation", "brats")
-#: Card ``task`` values that the comparison files under another of its TASKS.
-CARD_TASKS = {"brats_segmentation": "brats"}
-
-
-def task_of(card: dict | None) -> str | None:
-    """The comparison task of a model card (``brats_segmentation`` cards are the ``brats`` task)."""
-    task = (card or {}).get("task")
-    return CARD_TASKS.get(task, task)
 ARTIFACTS_COMMAND = "python -m core.evaluate artifacts --out weights/eval"
 
 
@@ -88,9 +80,9 @@ def _classifier(name: str, label: str, group: str, needs: str) -> PlannedModel:
                         f"python -m core.train.classifier --model {name} {CLASSIFIER_RECIPE}{out}", name)
 
 
-def _segmenter_recipe() -> tuple[str, dict]:
+def _segmenter_recipe(cards: dict[str, dict]) -> tuple[str, dict]:
     """Training flags and builder arguments of the shipped ResUNet (the recipe U-Net and Attention U-Net copy)."""
-    card = _manifest().get("resunet", {})
+    card = cards.get("resunet", {})
     cfg = card.get("config", {})
     flags = card.get("training_command", "python -m core.train.segmenter --model resunet --size 256 --crop 160 "
                                          "--base 12 --epochs 24 --max-minutes 95")
@@ -99,8 +91,8 @@ def _segmenter_recipe() -> tuple[str, dict]:
     return flags, kwargs
 
 
-def _segmenter(name: str, label: str, group: str) -> PlannedModel:
-    command, kwargs = _segmenter_recipe()
+def _segmenter(name: str, label: str, group: str, cards: dict[str, dict]) -> PlannedModel:
+    command, kwargs = _segmenter_recipe(cards)
     words = shlex.split(command)
     if "--model" in words:
         words[words.index("--model") + 1] = name
@@ -122,6 +114,7 @@ COMPACT_4 = ("resnet_compact", "mobilenet_compact", "densenet_compact", "efficie
 
 def planned_models() -> list[PlannedModel]:
     """Every model of the comparison, in display order (shipped first)."""
+    cards = _manifest()
     return [
         _classifier("resnet_compact", "ResNet-18 layout, compact (member)", "shipped", "cpu"),
         _classifier("mobilenet_compact", "MobileNetV2 α=0.5, compact (member)", "shipped", "cpu"),
@@ -138,11 +131,11 @@ def planned_models() -> list[PlannedModel]:
         PlannedModel("stacking_backbones", "classification", "Stacking ensemble of Xception, InceptionV3, ResNet50, VGG19",
                      "comparison", "gpu", "python -m core.train.ensemble --members " + " ".join(BACKBONES_4)
                      + f" --name stacking_backbones --role comparison --out {GPU_RUNS}", members=BACKBONES_4),
-        _segmenter("resunet", "ResUNet (shipped)", "shipped"),
-        _segmenter("unet", "U-Net", "comparison"),
-        _segmenter("attention_unet", "Attention U-Net", "comparison"),
+        _segmenter("resunet", "ResUNet (shipped)", "shipped", cards),
+        _segmenter("unet", "U-Net", "comparison", cards),
+        _segmenter("attention_unet", "Attention U-Net", "comparison", cards),
         PlannedModel("unet2d_brats", "brats", "2D multi-class U-Net, slice by slice (BraTS)", "shipped", "cpu",
-                     _manifest().get("unet2d_brats", {}).get(
+                     cards.get("unet2d_brats", {}).get(
                          "training_command", "python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110"),
                      "unet2d_brats"),
     ]
@@ -160,10 +153,11 @@ def planned(name: str) -> PlannedModel | None:
     return next((p for p in planned_models() if p.name == name), None)
 
 
-def all_model_names() -> list[str]:
-    """Planned models, then any other classification/segmentation/BraTS model of the manifest."""
+def all_model_names(cards: dict[str, dict] | None = None) -> list[str]:
+    """Planned models, then any other classification/segmentation/BraTS model of ``cards``
+    (default: the shipped manifest)."""
     names = [p.name for p in planned_models()]
-    extra = [n for n, c in _manifest().items() if n not in names and task_of(c) in TASKS]
+    extra = [n for n, c in (_manifest() if cards is None else cards).items() if n not in names and c.get("task") in TASKS]
     return names + sorted(extra)
 
 

@@ -461,8 +461,7 @@ def build_summary(out: Path, weights_dir: Path | None = None) -> dict:
     cards = load_cards(out, weights_dir)
     latency = json.loads((out / "latency.json").read_text())["models"] if (out / "latency.json").is_file() else {}
     models = {}
-    names = comparison.all_model_names()
-    names += sorted(n for n, c in cards.cards.items() if n not in names and comparison.task_of(c) in comparison.TASKS)
+    names = comparison.all_model_names(cards.cards)
     for name in names:
         card, spec = cards.get(name), comparison.planned(name)
         detail_path = out / "models" / f"{name}.json"
@@ -472,7 +471,7 @@ def build_summary(out: Path, weights_dir: Path | None = None) -> dict:
         entry = {
             "name": name,
             "label": spec.label if spec else (card or {}).get("architecture", name),
-            "task": spec.task if spec else comparison.task_of(card),
+            "task": spec.task if spec else card["task"],
             "group": spec.group if spec else (card or {}).get("role", "comparison"),
             "architecture": (card or {}).get("architecture") or (spec.architecture if spec else name),
             "status": _status(name, cards, detail, spec),
@@ -539,7 +538,7 @@ def _needs_latency(name: str, entry: dict | None, cards: Cards, opts: Options) -
     if opts.force or entry is None:
         return True
     card, spec = cards.get(name), comparison.planned(name)
-    task = comparison.task_of(card) or (spec.task if spec else "")
+    task = (card or {}).get("task") or (spec.task if spec else "")
     if task == "classification" and entry.get("latency_ms") is not None:
         members = (card or {}).get("members") or (spec.members if spec else ())
         tta = (card or {}).get("member_tta", comparison.protocol_tta(cards.cards)) if members \
@@ -554,8 +553,7 @@ def write_artifacts(opts: Options) -> dict:
     opts.out.mkdir(parents=True, exist_ok=True)
     cards = load_cards(opts.out, opts.weights_dir)
     manifest = cards.cards
-    names = opts.models or comparison.all_model_names() + sorted(
-        n for n, c in manifest.items() if n not in comparison.all_model_names() and comparison.task_of(c) in comparison.TASKS)
+    names = opts.models or comparison.all_model_names(manifest)
     unknown = [n for n in names if n not in manifest and comparison.planned(n) is None]
     if unknown:
         raise ModelUnavailable(f"unknown models {unknown}; known: {comparison.all_model_names()}")
@@ -564,7 +562,7 @@ def write_artifacts(opts: Options) -> dict:
         print("no data folder (set BTD_DATA_DIR or pass --data): artifacts are not re-evaluated, "
               "only comparison.json is rebuilt", flush=True)
     else:
-        cls_names = [n for n in names if comparison.task_of(manifest.get(n)) == "classification"]
+        cls_names = [n for n in names if manifest.get(n, {}).get("task") == "classification"]
         testing = data / CLS_DATASET
         if cls_names and testing.is_dir():
             clean = opts.clean_list or opts.out / "dedup_testing.json"
@@ -574,7 +572,7 @@ def write_artifacts(opts: Options) -> dict:
             for name in sorted(cls_names, key=lambda n: bool(manifest[n].get("members"))):  # members first
                 keep_card_and_log(name, cards, opts.out, evaluate_classifier(name, cards, test, cache, opts) is not None)
         for name in names:
-            task = comparison.task_of(manifest.get(name))
+            task = manifest.get(name, {}).get("task")
             if task == "segmentation" and (data / SEG_DATASET).is_dir():
                 keep_card_and_log(name, cards, opts.out, evaluate_segmenter(name, cards, data / SEG_DATASET, opts) is not None)
             elif task == "brats" and (data / BRATS_DATASET).is_dir():

@@ -241,7 +241,7 @@ def stand_in_weights(monkeypatch, tmp_path):
     model = build_segmenter("unet", input_size=None, channels=4, num_classes=4, base=4, depth=2)
     model.save(weights / "unet2d_brats.keras")
     registry.record_model("unet2d_brats", {
-        "task": "brats_segmentation", "role": "shipped", "file": "unet2d_brats.keras",
+        "task": "brats", "role": "shipped", "file": "unet2d_brats.keras",
         "description": "untrained stand-in for tests", "postprocessing_rules": {"min_component_mm3": 0.0, "min_et_mm3": 0.0},
         "split_cases": {"train": ["SYNTH_0001"], "val": [], "test": []}}, weights)
     monkeypatch.setattr(config, "WEIGHTS_DIR", weights)

@@ -115,7 +115,7 @@ def test_segmenter_with_a_fake_network():
 
 def test_model_problem_messages(tmp_path):
     assert "not available yet" in model_problem(weights_dir=tmp_path)
-    manifest = {"schema": 1, "models": {"unet2d_brats": {"task": "brats_segmentation", "file": "unet2d_brats.keras",
+    manifest = {"schema": 1, "models": {"unet2d_brats": {"task": "brats", "file": "unet2d_brats.keras",
                                                          "sha256": "0" * 64}}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert "missing" in model_problem(weights_dir=tmp_path)

@@ -225,7 +225,7 @@ def test_brats_artifact_comes_from_evaluate_brats(tmp_path, monkeypatch):
 
     weights = _runs_folder(tmp_path, {})
     (weights / "unet2d_brats.keras").write_bytes(b"stand-in weights")
-    card = {"task": "brats_segmentation", "role": "shipped", "architecture": "unet2d_brats", "file": "unet2d_brats.keras",
+    card = {"task": "brats", "role": "shipped", "architecture": "unet2d_brats", "file": "unet2d_brats.keras",
             "sha256": registry.file_sha256(weights / "unet2d_brats.keras"), "params": 10, "log": "logs/unet2d_brats.csv"}
     (weights / "manifest.json").write_text(json.dumps({"schema": 1, "models": {"unet2d_brats": card}}))
     data = tmp_path / "data"
@@ -239,7 +239,7 @@ def test_brats_artifact_comes_from_evaluate_brats(tmp_path, monkeypatch):
     summary = write_artifacts(Options(out=out, data=data, models=["unet2d_brats"], latency=False, weights_dir=weights))
     entry = summary["models"]["unet2d_brats"]
     assert calls == [{"weights_dir": weights}]
-    assert entry["status"] == "evaluated" and entry["task"] == "brats"  # the card's brats_segmentation
+    assert entry["status"] == "evaluated" and entry["task"] == "brats"
     assert entry["metrics"]["test"]["WT"] == {"dice": 0.8123, "hd95_mm": 7.5} and entry["metrics"]["test"]["n"] == 2
     table = comparison.brats_table(summary)
     assert table.loc[0, "ET Dice"] == 0.65
@@ -322,7 +322,7 @@ def test_committed_artifacts_cover_every_model_in_the_manifest(committed):
         entry = committed["models"].get(name)
         assert entry is not None, f"{name} missing: run `{comparison.ARTIFACTS_COMMAND}`"
         assert entry["status"] == "evaluated" and not entry.get("stale"), (name, entry["status"])
-        assert entry["task"] == comparison.task_of(card)
+        assert entry["task"] == card["task"]
 
 
 def test_committed_tables_show_how_long_each_model_trained(committed):

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     path = args.out / f"{args.name}.keras"
     save_inference_model(any_size, lambda: build(None), path)
     card = {
-        "task": "brats_segmentation",
+        "task": "brats",
         "role": "shipped",
         "description": "2D multi-class U-Net applied slice by slice to 3D BraTS cases: the stated CPU "
                        "fallback of the original 3D U-Net (128³ crops), which needs a GPU to train. "
