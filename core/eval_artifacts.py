@@ -347,7 +347,8 @@ def evaluate_segmenter(name: str, cards: Cards, root: Path, opts: Options) -> di
     take = [i for i in range(len(listing)) if listing.folds and listing.folds[i] in SEG_FOLDS]
     rel = [listing.images[i].relative_to(root).as_posix() for i in take]
     inputs = {"version": ARTIFACT_VERSION, "sha256": card["sha256"], "data": SEG_DATASET, "folds": list(SEG_FOLDS),
-              "spacing_mm": SEG_SPACING_MM, "listing": _digest(rel), "n_boot": opts.n_boot}
+              "spacing_mm": SEG_SPACING_MM, "listing": _digest(rel), "n_boot": opts.n_boot,
+              "postprocessing": Segmenter(name, None, card).rules.__dict__}  # re-tuned rules: a new evaluation
     path = opts.out / "models" / f"{name}.json"
     if not _should_evaluate(name, path, inputs, opts, cards):
         return None

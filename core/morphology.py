@@ -46,7 +46,9 @@ __all__ = [
     "feature_table",
     "remove_small_components",
     "fill_holes",
+    "foreground_box",
     "keep_largest_component",
+    "keep_most_confident_component",
     "region_volumes_cm3",
 ]
 
@@ -114,10 +116,16 @@ def _check_spacing(spacing: tuple[float, ...] | None, ndim: int) -> tuple[float,
 
 
 def _contours(mask: np.ndarray) -> list[np.ndarray]:
-    """Simplified 0.5 iso-contours (row, col pixels) of a 2D bool mask, zero-padded by one pixel."""
+    """Simplified 0.5 iso-contours (row, col pixels) of a 2D bool mask, zero-padded by one pixel.
+
+    Each contour is simplified relative to its own corner, so the result does not depend on
+    where the lesion sits in the array (on a pixel grid many vertices lie exactly at the
+    tolerance, and rounding of large coordinates would otherwise flip the Douglas-Peucker choices).
+    """
     polygons = []
     for contour in find_contours(np.pad(mask.astype(np.float64), 1), 0.5):
-        poly = approximate_polygon(contour, tolerance=CONTOUR_TOLERANCE_PX)
+        origin = contour.min(axis=0)
+        poly = approximate_polygon(contour - origin, tolerance=CONTOUR_TOLERANCE_PX) + origin
         polygons.append(contour if len(poly) < 4 else poly)  # tiny blob collapsed: keep the raw contour
     return polygons
 
@@ -190,10 +198,14 @@ def measure_mask(
     region (with ``spacing=`` when known, so eccentricity is the physical one).
     Returns ``None`` for an empty mask. See the module docstring for conventions.
     """
-    m = _as_mask(mask, 2)
+    full = _as_mask(mask, 2)
     sp = _check_spacing(spacing_mm, 2)
-    if not m.any():
+    box = foreground_box(full)
+    if box is None:
         return None
+    # Every feature is translation-invariant: measure on the lesion's box (a few % of the slice).
+    m = full[box]
+    offset = np.array([box[0].start, box[1].start], dtype=np.float64)
 
     n_components = int(label(m, connectivity=2).max())
     single = m.astype(np.uint8)  # whole mask as one region with label 1
@@ -223,7 +235,7 @@ def measure_mask(
     # Physical circularity when spacing is known (a disc in mm stays a disc at any spacing).
     area_c, perim_c = (area_mm2, perimeter_mm) if sp is not None else (area_px, perimeter_px)
     circularity = 4.0 * math.pi * area_c / perim_c**2 if perim_c else 0.0
-    centroid = props_px.centroid
+    centroid = np.asarray(props_px.centroid) + offset
 
     return ShapeFeatures(
         area_px=area_px,
@@ -311,6 +323,18 @@ def remove_small_components(
     return remove_small_objects(m, min_size=min_px, connectivity=2)
 
 
+def foreground_box(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding every nonzero pixel, grown by ``pad`` within the array; None if empty."""
+    m = np.asarray(mask)
+    box = []
+    for axis in range(m.ndim):
+        hit = np.flatnonzero(m.any(axis=tuple(a for a in range(m.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append(slice(max(int(hit[0]) - pad, 0), min(int(hit[-1]) + 1 + pad, m.shape[axis])))
+    return tuple(box)
+
+
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill enclosed background holes (``scipy.ndimage.binary_fill_holes``); bool out."""
     return ndimage.binary_fill_holes(_as_mask(mask, None))
@@ -325,6 +349,20 @@ def keep_largest_component(mask: np.ndarray) -> np.ndarray:
     counts = np.bincount(labels.ravel())
     counts[0] = 0
     return labels == int(np.argmax(counts))
+
+
+def keep_most_confident_component(mask: np.ndarray, prob: np.ndarray) -> np.ndarray:
+    """Keep the connected component holding the highest value of ``prob`` (full connectivity).
+
+    A model's surest region is a better guess at the one lesion than the biggest region when a
+    large, lukewarm false positive sits beside a small, confident tumour. Empty stays empty.
+    """
+    m = _as_mask(mask, None)
+    labels = label(m, connectivity=m.ndim)
+    if labels.max() == 0:
+        return m
+    peaks = ndimage.maximum(np.asarray(prob), labels, index=np.arange(1, labels.max() + 1))
+    return labels == int(np.argmax(peaks)) + 1
 
 
 def region_volumes_cm3(

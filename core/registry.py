@@ -125,7 +125,8 @@ def render_model_cards(weights_dir: Path | None = None) -> str:
     for name, card in manifest["models"].items():
         out += [f"## {name}", "", card.get("description", ""), "", "| field | value |", "| --- | --- |"]
         for key in ("task", "role", "architecture", "file", "sha256", "size_bytes", "params", "input",
-                    "classes", "data", "split", "epochs", "backend", "trained_at", "training_command"):
+                    "classes", "data", "split", "epochs", "backend", "trained_at", "training_command",
+                    "initialised_from", "postprocessing"):
             if key in card:
                 value = card[key]
                 if isinstance(value, (dict, list)):

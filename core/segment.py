@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.morphology import fill_holes, keep_largest_component, remove_small_components
+from core.morphology import (fill_holes, foreground_box, keep_largest_component, keep_most_confident_component,
+                             remove_small_components)
 from core.preprocess import pad_to_square, resize, to_unit_range
 
 
@@ -19,12 +20,22 @@ class PostProcessing:
     """Threshold the probability map, fill holes, drop small components, optionally keep one.
 
     ``min_area_mm2`` applies when the pixel spacing is known; otherwise ``min_area_px``.
+    ``keep``: which components survive: ``"all"``, the ``"largest"``, or the ``"most_confident"``
+    (the one holding the highest probability).
     """
 
     threshold: float = 0.5
     min_area_mm2: float = 20.0
     min_area_px: int = 20
-    keep_largest: bool = True
+    keep: str = "largest"
+
+    def __post_init__(self) -> None:
+        if self.keep not in KEEP_RULES:
+            raise ValueError(f"unknown component rule {self.keep!r}; known: {KEEP_RULES}")
+
+
+#: Component rules of :class:`PostProcessing`, searched on validation data at training time.
+KEEP_RULES = ("all", "largest", "most_confident")
 
 
 @dataclass(frozen=True)
@@ -60,12 +71,24 @@ def to_original_grid(prob: np.ndarray, geometry: SquareGeometry) -> np.ndarray:
 
 
 def postprocess(prob: np.ndarray, spacing_mm: tuple[float, float] | None, rules: PostProcessing) -> np.ndarray:
-    """Binary mask from a probability map following ``rules``."""
-    mask = fill_holes(prob >= rules.threshold)
+    """Binary mask from a probability map following ``rules``.
+
+    The clean-up runs on the thresholded mask's box grown by one pixel: nothing outside it is
+    foreground, and the one-pixel rim keeps every hole that touches the box open to the outside.
+    """
+    raw = np.asarray(prob) >= rules.threshold
+    out = np.zeros(raw.shape, dtype=bool)
+    box = foreground_box(raw, pad=1)
+    if box is None:
+        return out
+    mask = fill_holes(raw[box])
     mask = remove_small_components(mask, rules.min_area_mm2, spacing_mm, min_area_px_fallback=rules.min_area_px)
-    if rules.keep_largest and mask.any():
+    if rules.keep == "largest":
         mask = keep_largest_component(mask)
-    return mask.astype(bool)
+    elif rules.keep == "most_confident":
+        mask = keep_most_confident_component(mask, np.asarray(prob)[box])
+    out[box] = mask
+    return out
 
 
 @dataclass

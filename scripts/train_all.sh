@@ -13,8 +13,11 @@ python -m core.train.classifier --model densenet_compact --size 128 --epochs 20 
 python -m core.train.classifier --model resnet_compact --size 128 --epochs 18 --max-minutes 45
 python -m core.train.ensemble --members resnet_compact mobilenet_compact densenet_compact efficientnet_compact
 python -m core.train.segmenter --model resunet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 95
+python -m core.train.tune_segmenter --model resunet
 python -m core.train.segmenter --model unet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 85 --workers 1
+python -m core.train.tune_segmenter --model unet
 python -m core.train.segmenter --model attention_unet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 85 --workers 1
+python -m core.train.tune_segmenter --model attention_unet
 python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110
 python -m core.guard fit
 python -m core.dedup split --out weights/eval/dedup_testing.json

@@ -144,6 +144,18 @@ def test_two_discs_sum_areas_and_span_whole_lesion():
     assert f.solidity < 0.6  # the hull of the pair is mostly empty
 
 
+def test_features_do_not_depend_on_where_the_lesion_lies():
+    """Moving a lesion changes only its centroid (the measurement works on the lesion's box)."""
+    yy, xx = np.mgrid[:120, :160]
+    u, v = (yy - 40) * 0.8 + (xx - 50) * 0.6, -(yy - 40) * 0.6 + (xx - 50) * 0.8
+    blob = (u / 21.0) ** 2 + (v / 9.5) ** 2 <= 1.0  # rotated ellipse
+    blob[38:41, 30:70] = True  # with a spur
+    moved = np.roll(blob, (47, 61), axis=(0, 1))
+    a, b = measure_mask(blob, (0.7, 0.9)).to_dict(), measure_mask(moved, (0.7, 0.9)).to_dict()
+    assert b.pop("centroid_rc") == pytest.approx(tuple(c + d for c, d in zip(a.pop("centroid_rc"), (47, 61))))
+    assert a == b
+
+
 def test_empty_mask_returns_none():
     assert measure_mask(np.zeros((10, 10), bool)) is None
     assert measure_mask(np.zeros((10, 10), np.uint8), spacing_mm=(1.0, 1.0)) is None

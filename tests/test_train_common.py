@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from core.train.common import CosineWithinBudget
+from core.train.common import CosineWithinBudget, concatenate_logs
 
 
 def test_cosine_warms_up_then_anneals_to_the_floor_by_the_last_epoch():
@@ -21,3 +21,12 @@ def test_time_budget_drives_the_cosine_when_it_runs_out_first():
     # Epoch 5 of 100 but half the budget spent: the cosine is at its half-way point.
     assert schedule.rate(5, elapsed=300.0) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert schedule.rate(6, elapsed=600.0) == pytest.approx(0.0)
+
+
+def test_concatenated_logs_renumber_epochs_and_keep_every_column(tmp_path):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("epoch,loss,val_dice\n0,0.9,0.4\n1,0.7,0.6\n")
+    second.write_text("epoch,loss,lr,val_dice\n0,0.5,0.001,0.7\n")
+    assert concatenate_logs(first, second, second) == 3
+    assert second.read_text().splitlines() == ["epoch,loss,val_dice,lr", "0,0.9,0.4,", "1,0.7,0.6,",
+                                               "2,0.5,0.7,0.001"]

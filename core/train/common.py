@@ -1,6 +1,7 @@
 """Pieces shared by the training CLIs: seeding, schedules, best-weight tracking, saving, cards."""
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import math
 import os
@@ -170,3 +171,44 @@ def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, batch: int = 3
         model(images[order[k * batch:(k + 1) * batch]], training=True)
     for layer, momentum in zip(layers_, saved):
         layer.momentum = momentum
+
+
+def warm_start(model: keras.Model, path: Path) -> dict[str, Any]:
+    """Copy the weights of the saved model at ``path`` into ``model`` (same architecture).
+
+    Returns its provenance for the new card: file, sha256 and, when the manifest beside it has
+    the card of that exact file, the epochs, training command, log and config that produced it.
+    """
+    from core.registry import file_sha256, load_manifest
+
+    source = keras.saving.load_model(path, compile=False)
+    model.set_weights(source.get_weights())
+    sha = file_sha256(path)
+    origin: dict[str, Any] = {"file": relative_to_repo(path), "sha256": sha}
+    cards = load_manifest(path.parent).get("models", {}) if (path.parent / "manifest.json").is_file() else {}
+    card = next((c for c in cards.values() if c.get("sha256") == sha), None)
+    if card is not None:
+        origin.update(epochs=card.get("epochs"), training_command=card.get("training_command"),
+                      log=card.get("log"), val_mean_dice=(card.get("metrics", {}).get("val") or {}).get("mean_dice"),
+                      config=card.get("config"))
+    return origin
+
+
+def concatenate_logs(first: Path, second: Path, out: Path) -> int:
+    """Write the per-epoch CSV ``first`` followed by ``second`` (epochs renumbered) to ``out``.
+
+    Columns are the union of both (blank where a log lacks one). Returns the number of rows.
+    """
+    rows: list[dict[str, str]] = []
+    for part in (first, second):
+        with part.open(newline="") as fh:
+            rows.extend(csv.DictReader(fh))
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    for epoch, row in enumerate(rows):
+        row["epoch"] = str(epoch)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)

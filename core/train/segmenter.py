@@ -5,13 +5,16 @@
 Data: figshare_3064 (``index.csv`` with ``patient_id`` and ``fold``). Fold ``--test-fold`` is
 held out entirely (never trained on, never used for selection); ``--val-patients`` of the
 remaining patients form the validation set used to pick the best epoch and to tune the
-probability threshold. No patient appears on two sides. The network is fully convolutional:
+post-processing (probability threshold and which components to keep). No patient appears on
+two sides. ``--init-from`` continues a saved model on the same split (its card's epochs and
+log carry into the new card). The network is fully convolutional:
 it trains on tumour-biased crops of ``--crop`` pixels taken from the ``--size`` slices (four
 times cheaper than whole slices on a CPU) and predicts whole ``--size`` slices.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -25,9 +28,13 @@ from core.metrics import dice
 from core.models.losses import bce_dice_loss, binary_dice_metric
 from core.models.segmenters import SEGMENTER_BUILDERS, build_segmenter
 from core.registry import record_model
-from core.segment import PostProcessing, postprocess
+from core.segment import KEEP_RULES, PostProcessing, postprocess
 from core.train.common import (BestWeights, CosineWithinBudget, relative_to_repo, run_facts,
-                               save_inference_model, set_batchnorm_momentum, set_seed, training_command)
+                               concatenate_logs, save_inference_model, set_batchnorm_momentum, set_seed,
+                               training_command, warm_start)
+
+#: Arguments that define the patient-wise split; a continued run must keep them.
+SPLIT_KEYS = ("test_fold", "val_patients", "seed")
 
 #: Pixel spacing of the figshare slices at 256 px (0.49 mm at 512 px, per the dataset notes).
 FIGSHARE_SPACING_MM = (0.98, 0.98)
@@ -73,14 +80,16 @@ class CropBatches(keras.utils.PyDataset):
         self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
 
 
-def tune_threshold(probs: np.ndarray, masks: np.ndarray, spacing: tuple[float, float]) -> tuple[float, float]:
-    """Threshold (with the shipped post-processing) that maximises mean per-image Dice."""
-    best = (0.5, -1.0)
-    for threshold in np.round(np.arange(0.3, 0.75, 0.05), 2):
-        rules = PostProcessing(threshold=float(threshold))
-        score = float(np.mean([dice(postprocess(p, spacing, rules), m) for p, m in zip(probs, masks)]))
-        if score > best[1]:
-            best = (float(threshold), score)
+def tune_postprocessing(probs: np.ndarray, masks: np.ndarray,
+                        spacing: tuple[float, float]) -> tuple[PostProcessing, float]:
+    """Threshold and component rule that maximise mean per-image Dice on ``probs`` (validation)."""
+    best: tuple[PostProcessing, float] = (PostProcessing(), -1.0)
+    for keep in KEEP_RULES:
+        for threshold in np.round(np.arange(0.3, 0.75, 0.05), 2):
+            rules = PostProcessing(threshold=float(threshold), keep=keep)
+            score = float(np.mean([dice(postprocess(p, spacing, rules), m) for p, m in zip(probs, masks)]))
+            if score > best[1]:
+                best = (rules, score)
     return best
 
 
@@ -103,6 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", default=None)
     p.add_argument("--out", type=Path, default=config.WEIGHTS_DIR)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="continue from this saved model (same architecture and split): its card's "
+                        "epochs and log are carried into the new card")
     return p.parse_args(argv)
 
 
@@ -143,6 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     # Train a twin at crop size (fully convolutional: identical weights) and save at full size.
     model = build_segmenter(args.model, input_size=crop, channels=1, num_classes=1, base=args.base, depth=args.depth)
     full = build()
+    origin = warm_start(model, args.init_from) if args.init_from else None
+    prior = (origin or {}).pop("config", None) or {}
+    moved = [k for k in SPLIT_KEYS if k in prior and prior[k] != getattr(args, k)]
+    if moved:  # another split would put the earlier run's training patients in this run's val/test
+        raise SystemExit(f"--init-from {args.init_from} was trained with another split ({', '.join(moved)} differ)")
     set_batchnorm_momentum(model, 0.9)
     model.compile(optimizer=keras.optimizers.AdamW(args.lr,
                                                    weight_decay=args.weight_decay, clipnorm=1.0),
@@ -161,14 +178,20 @@ def main(argv: list[str] | None = None) -> None:
 
     log_path = args.out / "logs" / f"{name}.csv"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    prior_log = args.init_from.parent / origin["log"] if origin and origin.get("log") else None
+    if prior_log is not None and prior_log.is_file():  # keep the earlier epochs: this run overwrites the log
+        prior_log = Path(shutil.copy(prior_log, log_path.with_suffix(".prior.csv")))
     best = BestWeights("val_dice", mode="max")
     budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes)
     history = model.fit(batches, epochs=args.epochs, verbose=2,
                         callbacks=[FullSizeValidation(), budget, keras.callbacks.CSVLogger(str(log_path)), best])
 
+    if prior_log is not None and prior_log.is_file():
+        concatenate_logs(prior_log, log_path, log_path)
+        prior_log.unlink()
     full.set_weights(model.get_weights())
     probs = full.predict(x_val, batch_size=16, verbose=0)[..., 0]
-    threshold, val_dice = tune_threshold(probs, masks[val], FIGSHARE_SPACING_MM)
+    rules, val_dice = tune_postprocessing(probs, masks[val], FIGSHARE_SPACING_MM)
     path = args.out / f"{name}.keras"
     save_inference_model(full, build, path)
     card = {
@@ -184,23 +207,24 @@ def main(argv: list[str] | None = None) -> None:
         "data": relative_to_repo(root),
         "split": f"patient-wise: fold {args.test_fold} held out ({len(test)} slices, {n_pat(test)} patients); "
                  f"val {len(val)} slices of {n_pat(val)} patients; train {len(train)} slices of {n_pat(train)} patients",
-        "epochs": len(history.epoch),
-        "best_epoch": best.best_epoch + 1,
+        "epochs": len(history.epoch) + int((origin or {}).get("epochs") or 0),
+        "best_epoch": best.best_epoch + 1 + int((origin or {}).get("epochs") or 0),
+        **({"initialised_from": origin, "epochs_this_run": len(history.epoch)} if origin else {}),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                    if k not in {"data", "out", "workers"}},
         "loss": "BCE + soft Dice",
-        "postprocessing": {**PostProcessing(threshold=threshold).__dict__,
-                           "order": "threshold, fill holes, drop small components, keep largest"},
+        "postprocessing": {**rules.__dict__, "order": f"threshold, fill holes, drop small components, keep {rules.keep}"},
         "augmentation": "rotation ±10°, shift 0.1, zoom 0.1, brightness 0.8-1.2, horizontal flip; "
                         f"{crop}px tumour-biased crops",
         "stopped_by_time_budget": budget.stopped_early,
-        "metrics": {"val": {"mean_dice": round(val_dice, 4), "threshold": threshold, "n": int(len(val))}},
+        "metrics": {"val": {"mean_dice": round(val_dice, 4), "threshold": rules.threshold, "n": int(len(val))}},
         "log": f"logs/{log_path.name}",
         "training_command": training_command("core.train.segmenter"),
         **run_facts(started),
     }
     record_model(name, card, args.out)
-    print(f"RESULT model={name} val_dice={val_dice:.4f} threshold={threshold} epochs={card['epochs']}")
+    print(f"RESULT model={name} val_dice={val_dice:.4f} threshold={rules.threshold} keep={rules.keep} "
+          f"epochs={card['epochs']}")
 
 
 if __name__ == "__main__":
