@@ -340,7 +340,7 @@ def evaluate_segmenter(name: str, cards: Cards, root: Path, opts: Options) -> di
     """Write ``models/<name>.json`` and ``predictions/<name>.csv`` for one 2D segmenter."""
     from core.datasets import list_segmentation, read_grey, read_mask
     from core.metrics import dice, hausdorff95, iou
-    from core.segment import Segmenter
+    from core.segment import Segmenter, rules_from_card
 
     card = cards.get(name)
     listing = list_segmentation(root)
@@ -348,7 +348,7 @@ def evaluate_segmenter(name: str, cards: Cards, root: Path, opts: Options) -> di
     rel = [listing.images[i].relative_to(root).as_posix() for i in take]
     inputs = {"version": ARTIFACT_VERSION, "sha256": card["sha256"], "data": SEG_DATASET, "folds": list(SEG_FOLDS),
               "spacing_mm": SEG_SPACING_MM, "listing": _digest(rel), "n_boot": opts.n_boot,
-              "postprocessing": Segmenter(name, None, card).rules.__dict__}  # re-tuned rules: a new evaluation
+              "postprocessing": rules_from_card(card).__dict__}  # re-tuned rules: a new evaluation
     path = opts.out / "models" / f"{name}.json"
     if not _should_evaluate(name, path, inputs, opts, cards):
         return None
@@ -557,7 +557,7 @@ def write_artifacts(opts: Options) -> dict:
     names = opts.models or comparison.all_model_names(manifest)
     unknown = [n for n in names if n not in manifest and comparison.planned(n) is None]
     if unknown:
-        raise ModelUnavailable(f"unknown models {unknown}; known: {comparison.all_model_names()}")
+        raise ModelUnavailable(f"unknown models {unknown}; known: {comparison.all_model_names(manifest)}")
     data = opts.data
     if data is None:
         print("no data folder (set BTD_DATA_DIR or pass --data): artifacts are not re-evaluated, "

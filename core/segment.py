@@ -38,6 +38,17 @@ class PostProcessing:
 KEEP_RULES = ("all", "largest", "most_confident")
 
 
+def rules_from_card(card: dict) -> PostProcessing:
+    """The post-processing a model card prescribes (defaults for fields it does not state)."""
+    stored = card.get("postprocessing", {})
+    return PostProcessing(**{k: stored[k] for k in PostProcessing.__dataclass_fields__ if k in stored})
+
+
+def rules_for_card(rules: PostProcessing) -> dict:
+    """``rules`` as a card stores them, with the order the steps run in."""
+    return {**rules.__dict__, "order": f"threshold, fill holes, drop small components, keep {rules.keep}"}
+
+
 @dataclass(frozen=True)
 class SquareGeometry:
     """How an ``(H, W)`` slice was padded into a square of side ``side``."""
@@ -111,8 +122,7 @@ class Segmenter:
 
     @property
     def rules(self) -> PostProcessing:
-        stored = self.card.get("postprocessing", {})
-        return PostProcessing(**{k: stored[k] for k in PostProcessing.__dataclass_fields__ if k in stored})
+        return rules_from_card(self.card)
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Tumour probability for every pixel of ``image`` ``(H, W)`` float32 in [0, 1]."""

@@ -28,7 +28,7 @@ from core.metrics import dice
 from core.models.losses import bce_dice_loss, binary_dice_metric
 from core.models.segmenters import SEGMENTER_BUILDERS, build_segmenter
 from core.registry import record_model
-from core.segment import KEEP_RULES, PostProcessing, postprocess
+from core.segment import KEEP_RULES, PostProcessing, postprocess, rules_for_card
 from core.train.common import (BestWeights, CosineWithinBudget, relative_to_repo, run_facts,
                                concatenate_logs, save_inference_model, set_batchnorm_momentum, set_seed,
                                training_command, warm_start)
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                    if k not in {"data", "out", "workers"}},
         "loss": "BCE + soft Dice",
-        "postprocessing": {**rules.__dict__, "order": f"threshold, fill holes, drop small components, keep {rules.keep}"},
+        "postprocessing": rules_for_card(rules),
         "augmentation": "rotation ±10°, shift 0.1, zoom 0.1, brightness 0.8-1.2, horizontal flip; "
                         f"{crop}px tumour-biased crops",
         "stopped_by_time_budget": budget.stopped_early,

@@ -19,6 +19,7 @@ import numpy as np
 from core import config
 from core.datasets import list_segmentation, load_segmentation
 from core.registry import editing_manifest, load_keras_model, model_card
+from core.segment import rules_for_card
 from core.train.segmenter import FIGSHARE_SPACING_MM, split_indices, tune_postprocessing
 
 
@@ -49,8 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     with editing_manifest(args.weights) as manifest:
         stored = manifest["models"][args.model]
         before = stored.get("metrics", {}).get("val", {}).get("mean_dice")
-        stored["postprocessing"] = {**rules.__dict__,
-                                    "order": f"threshold, fill holes, drop small components, keep {rules.keep}",
+        stored["postprocessing"] = {**rules_for_card(rules),
                                     "tuned_by": f"python -m core.train.tune_segmenter --model {args.model}"}
         stored.setdefault("metrics", {})["val"] = {"mean_dice": round(val_dice, 4), "threshold": rules.threshold,
                                                    "n": int(len(val))}
