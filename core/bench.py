@@ -67,10 +67,14 @@ def _keras_forward_ms(model: Any, shape: tuple[int, ...], repeats: int, batch: i
 
 
 def _shipped_ensemble_ms(weights_dir: Path | None, repeats: int) -> tuple[float, str, int]:
-    """The app's own ensemble call on one preprocessed image (fused members, their test-time flips, meta-learner)."""
+    """The app's own ensemble call on one preprocessed image (fused members, their test-time flips,
+    meta-learner), on Keras like every other model of the comparison (the app itself runs the
+    members' LiteRT exports; ``main`` times that)."""
     from core.classify import Classifier
+    from core.runtime import keras_only
 
-    classifier = Classifier.load(weights_dir)
+    with keras_only():
+        classifier = Classifier.load(weights_dir)
     sizes = {m.input_size for m in classifier.members}
     x = {s: np.random.default_rng(0).random((1, s, s), dtype=np.float32) for s in sizes}
 
@@ -188,6 +192,18 @@ def write_latencies(names: list[str], out: Path, repeats: int = 10, weights_dir:
     return data
 
 
+def keras_twin(analyzer: Any) -> Any:
+    """The same loaded models with every network run by Keras (for the bench's comparison line)."""
+    from core.classify import Classifier, Member
+    from core.pipeline import Analyzer
+    from core.segment import Segmenter
+
+    c, s = analyzer.classifier, analyzer.segmenter
+    members = [Member(m.name, m.model, m.card) for m in c.members]
+    return Analyzer(Classifier(members, c.ensemble, c.ensemble_card), Segmenter(s.name, s.model, s.card),
+                    analyzer.hash_index)
+
+
 def default_sample() -> str:
     """A synthetic tumour slice from sample_data/ (so every stage, segmentation included, runs)."""
     import json
@@ -237,26 +253,33 @@ def main(argv: list[str] | None = None) -> None:
         "segment": median_ms(lambda: analyzer.segmenter.segment(slice_.image, slice_.spacing_mm), args.repeats),
         "measure": median_ms(lambda: measure_mask(mask, slice_.spacing_mm), args.repeats),
     }
-    def whole_pipeline(options: AnalysisOptions) -> None:
+    def whole_pipeline(options: AnalysisOptions, runs_on: Analyzer = analyzer) -> None:
         read = read_slice(data, name)
         check_slice(read)
-        analyzer.analyze(read, options)
+        runs_on.analyze(read, options)
 
     pipeline = median_ms(lambda: whole_pipeline(core_options), args.repeats)
     with_explanations = median_ms(lambda: whole_pipeline(full_options), args.repeats)
+    twin = keras_twin(analyzer)
+    on_keras = median_ms(lambda: whole_pipeline(core_options, twin), args.repeats)
     yardstick = resnet50_ms(args.repeats)
 
     print(f"sample {name} ({slice_.shape[1]}x{slice_.shape[0]}), {os.cpu_count()} CPU cores, "
           f"median of {args.repeats} warm runs")
     for stage, ms in stages.items():
         print(f"  {stage:10s} {ms:8.1f} ms")
-    print(f"  {'pipeline':10s} {pipeline:8.1f} ms  (read, guard, classify, segment, measure)")
+    runtimes = analyzer.model_runtimes()
+    on_litert = sum(v == "LiteRT" for v in runtimes.values())
+    print(f"  {'pipeline':10s} {pipeline:8.1f} ms  (read, guard, classify, segment, measure; "
+          f"{on_litert} of {len(runtimes)} networks on their LiteRT export)")
+    print(f"  {'on Keras':10s} {on_keras:8.1f} ms  (the same pipeline with every network run by Keras)")
     print(f"  {'+ trust':10s} {with_explanations:8.1f} ms  (the Analyse page's call: the pipeline plus Grad-CAM "
           "of every member and the training-set look-up)")
     print(f"  {'resnet50':10s} {yardstick:8.1f} ms  (keras.applications.ResNet50, weights=None, 1x224x224x3)")
     print(f"  model loading {load_s:.2f} s, peak RSS {peak_rss_mb():.0f} MB")
     print(f"RESULT pipeline_ms={pipeline:.1f} resnet50_ms={yardstick:.1f} ratio={pipeline / yardstick:.3f} "
-          f"load_s={load_s:.2f} peak_rss_mb={peak_rss_mb():.0f} with_explanations_ms={with_explanations:.1f}")
+          f"load_s={load_s:.2f} peak_rss_mb={peak_rss_mb():.0f} with_explanations_ms={with_explanations:.1f} "
+          f"keras_pipeline_ms={on_keras:.1f}")
 
 
 if __name__ == "__main__":

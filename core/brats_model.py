@@ -165,15 +165,20 @@ def model_problem(name: str = DEFAULT_MODEL, weights_dir: Path | None = None) ->
 
 
 class VolumeSegmenter:
-    """The shipped BraTS model with its card and post-processing rules."""
+    """The shipped BraTS model with its card and post-processing rules.
 
-    def __init__(self, model, card: dict, name: str, sha256: str):
+    ``runner`` does the inference: the model's LiteRT export when current, else ``model`` (Keras).
+    """
+
+    def __init__(self, model, card: dict, name: str, sha256: str, runner=None):
         self.model, self.card, self.name, self.sha256 = model, card, name, sha256
+        self.runner = model if runner is None else runner
 
     @classmethod
     def load(cls, name: str = DEFAULT_MODEL, weights_dir: Path | None = None) -> "VolumeSegmenter":
         card = registry.model_card(name, weights_dir)
-        return cls(registry.load_keras_model(name, weights_dir), card, name, card["sha256"])
+        model = registry.load_keras_model(name, weights_dir)
+        return cls(model, card, name, card["sha256"], registry.load_inference_model(name, model, weights_dir))
 
     @property
     def rules(self) -> VolumePostProcessing:
@@ -186,5 +191,5 @@ class VolumeSegmenter:
         Normalises, sweeps the axial slices (:func:`predict_classes`; ``progress`` gets the
         fraction done) and applies the card's post-processing rules.
         """
-        classes = predict_classes(self.model, normalise_case(images), progress=progress, crop=crop)
+        classes = predict_classes(self.runner, normalise_case(images), progress=progress, crop=crop)
         return postprocess_labels(CLASS_TO_LABEL[classes], spacing_mm, self.rules)

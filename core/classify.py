@@ -10,7 +10,7 @@ import numpy as np
 from core import config
 from core.ensemble import StackingEnsemble
 from core.preprocess import classifier_input
-from core.registry import load_keras_model, model_card, models_by, verified_path
+from core.registry import load_inference_model, load_keras_model, model_card, models_by, verified_path
 
 ENSEMBLE_NAME = "stacking_ensemble"
 #: Test-time augmentations of the members: none, or averaging with the left-right mirror.
@@ -19,11 +19,21 @@ TTA_MODES = ("none", "hflip")
 
 @dataclass
 class Member:
-    """One loaded member: its Keras model and card."""
+    """One loaded member: its Keras model (for Grad-CAM), card, and what runs its inference
+    (``runner``: the LiteRT export when current, else the Keras model itself)."""
 
     name: str
     model: Any
     card: dict
+    runner: Any = None
+
+    def __post_init__(self) -> None:
+        if self.runner is None:
+            self.runner = self.model
+
+    @property
+    def on_keras(self) -> bool:
+        return self.runner is self.model
 
     @property
     def input_size(self) -> int:
@@ -39,13 +49,14 @@ def predict_batches(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
 
 
 def fuse_members(members: list[Member]) -> Any | None:
-    """One Keras model running every member on a shared input, or None when input sizes differ.
+    """One Keras model running every member on a shared input, or None when input sizes differ
+    or some member runs on LiteRT (whose per-call overhead is already small).
 
     A single graph call replaces one ``predict_on_batch`` per member, which on a CPU saves the
     per-call dispatch overhead and lets the backend schedule the members' independent branches.
     """
     sizes = {m.input_size for m in members}
-    if len(members) < 2 or len(sizes) != 1:
+    if len(members) < 2 or len(sizes) != 1 or not all(m.on_keras for m in members):
         return None
     import keras
 
@@ -78,14 +89,15 @@ def predict_members(members: list[Member], x_by_size: dict[int, np.ndarray], tta
         (x,) = prepared.values()
         raw = dict(zip([m.name for m in members], predict_fused(fused, x)))
     else:
-        raw = {m.name: predict_batches(m.model, prepared[m.input_size]) for m in members}
+        raw = {m.name: predict_batches(m.runner, prepared[m.input_size]) for m in members}
     if not flip:
         return raw
     return {name: (p[:len(p) // 2] + p[len(p) // 2:]) / 2.0 for name, p in raw.items()}
 
 
 def load_member(name: str, weights_dir: Path | None = None) -> Member:
-    return Member(name, load_keras_model(name, weights_dir), model_card(name, weights_dir))
+    model = load_keras_model(name, weights_dir)
+    return Member(name, model, model_card(name, weights_dir), load_inference_model(name, model, weights_dir))
 
 
 def member_inputs(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:

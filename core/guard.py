@@ -168,7 +168,7 @@ def describe(image: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
                                 iterations=2)
     labels, count = ndimage.label(fg)
     if count:
-        sizes = ndimage.sum_labels(fg, labels, index=np.arange(1, count + 1))
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
         head = labels == int(np.argmax(sizes)) + 1
     else:
         head = np.zeros_like(fg)

@@ -78,6 +78,7 @@ class SliceResult:
     guard: dict[str, Any] | None = None
     gradcam_class: str | None = None
     gradcam_layers: dict[str, str] = field(default_factory=dict)
+    model_runtimes: dict[str, str] = field(default_factory=dict)
     gradcam: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -213,6 +214,14 @@ class Analyzer:
     def model_versions(self) -> dict[str, str]:
         return {**self.classifier.versions(), self.segmenter.name: self.segmenter.card["sha256"]}
 
+    def model_runtimes(self) -> dict[str, str]:
+        """``{model: "LiteRT" | "Keras"}``: what runs each network's inference (see core.runtime)."""
+        from core.runtime import runtime_name
+
+        runners = {m.name: m.runner for m in getattr(self.classifier, "members", [])}
+        runners[self.segmenter.name] = getattr(self.segmenter, "runner", None)
+        return {name: runtime_name(runner) for name, runner in runners.items()}
+
     def analyze(self, slice_: Slice, options: AnalysisOptions | None = None) -> SliceResult:
         """Classify ``slice_``; segment and measure when a tumour is found (or when asked)."""
         options = options or AnalysisOptions()
@@ -233,7 +242,7 @@ class Analyzer:
             member_probabilities={n: [round(float(v), 6) for v in p[0]] for n, p in member_probs.items()},
             member_votes=votes, agreement=sum(v == decision for v in votes.values()) / len(votes),
             segmented=False, spacing_mm=spacing, spacing_source=spacing_source, features=None, warnings=[],
-            model_versions=self.model_versions(), timings_ms=timings,
+            model_versions=self.model_versions(), timings_ms=timings, model_runtimes=self.model_runtimes(),
             uncalibrated_probabilities=_uncalibrated(self.classifier, member_probs),
             entropy=round(normalised_entropy(probs), 6), calibration=_calibration(self.classifier))
 

@@ -79,7 +79,7 @@ def brain_bbox(image: np.ndarray, rel_threshold: float = 0.12, margin: float = 0
     labels, count = ndimage.label(fg)
     if count == 0:
         return full
-    sizes = ndimage.sum_labels(fg, labels, index=np.arange(1, count + 1))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     biggest = labels == (int(np.argmax(sizes)) + 1)
     if biggest.sum() < 0.01 * h * w:
         return full

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from core import config
 from core.errors import ModelUnavailable
 
 MANIFEST_NAME = "manifest.json"
+log = logging.getLogger(__name__)
 
 
 def manifest_path(weights_dir: Path | None = None) -> Path:
@@ -111,6 +113,53 @@ def load_keras_model(name: str, weights_dir: Path | None = None):
     return keras.saving.load_model(verified_path(name, weights_dir), compile=False)
 
 
+def runtime_problem(name: str, weights_dir: Path | None = None) -> str | None:
+    """Why a model's LiteRT flatbuffer cannot serve it (none exported, exported from an older
+    Keras file, file missing, LiteRT not installed or not wanted), or ``None`` when it can."""
+    from core import runtime
+
+    weights_dir = weights_dir or config.WEIGHTS_DIR
+    card = model_card(name, weights_dir)
+    exported = card.get("runtime")
+    if not exported:
+        return f"{name}: no LiteRT export (run python -m core.export_runtime)"
+    if exported.get("source_sha256") != card.get("sha256"):
+        return f"{name}: its LiteRT export comes from an older {card['file']}; re-run python -m core.export_runtime"
+    if not (weights_dir / exported["file"]).is_file():
+        return f"{name}: {exported['file']} is missing"
+    if not runtime.litert_wanted():
+        return f"{name}: {runtime.RUNTIME_ENV}=keras"
+    if runtime.litert_interpreter_class() is None:
+        return f"{name}: the ai-edge-litert package is not installed"
+    return None
+
+
+def load_inference_model(name: str, keras_model: Any, weights_dir: Path | None = None) -> Any:
+    """What runs ``name`` for inference: its checked LiteRT flatbuffer when that is current and
+    usable (see :func:`runtime_problem`), else ``keras_model``. Both answer ``predict_on_batch``.
+
+    A flatbuffer that fails its checksum raises :class:`ModelUnavailable`, like a weight file.
+    """
+    from core import runtime
+
+    problem = runtime_problem(name, weights_dir)
+    if problem is not None:
+        log.info("using the Keras model: %s", problem)
+        return keras_model
+    return runtime.LiteModel(verified_runtime_path(name, weights_dir).read_bytes())
+
+
+def verified_runtime_path(name: str, weights_dir: Path | None = None) -> Path:
+    """Path of a model's LiteRT flatbuffer after checking it against its card's sha256."""
+    weights_dir = weights_dir or config.WEIGHTS_DIR
+    exported = model_card(name, weights_dir)["runtime"]
+    path = weights_dir / exported["file"]
+    if file_sha256(path) != exported["sha256"]:
+        raise ModelUnavailable(f"{exported['file']} does not match its manifest checksum; "
+                               "re-run python -m core.export_runtime")
+    return path
+
+
 def models_by(task: str | None = None, role: str | None = None, weights_dir: Path | None = None) -> dict[str, dict]:
     """Cards filtered by ``task`` (classification, segmentation, brats) and ``role``."""
     return {n: c for n, c in load_manifest(weights_dir)["models"].items()
@@ -126,7 +175,7 @@ def render_model_cards(weights_dir: Path | None = None) -> str:
         out += [f"## {name}", "", card.get("description", ""), "", "| field | value |", "| --- | --- |"]
         for key in ("task", "role", "architecture", "file", "sha256", "size_bytes", "params", "input",
                     "classes", "data", "split", "epochs", "backend", "trained_at", "training_command",
-                    "initialised_from", "postprocessing"):
+                    "initialised_from", "postprocessing", "runtime"):
             if key in card:
                 value = card[key]
                 if isinstance(value, (dict, list)):
@@ -144,6 +193,8 @@ def main() -> None:
     manifest = load_manifest()
     for name in manifest["models"]:
         verified_path(name)
+        if "runtime" in manifest["models"][name]:
+            verified_runtime_path(name)
         print(f"ok {name}")
     (config.WEIGHTS_DIR / "MODEL_CARDS.md").write_text(render_model_cards())
     print(f"RESULT models={len(manifest['models'])}")

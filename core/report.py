@@ -196,7 +196,8 @@ def build_report(slice_: Slice, result: SliceResult, *, synthetic: bool = False,
                          "mask_pixels": int(result.mask.sum()) if result.mask is not None else None},
         "measurements": {"units": units, "rows": feature_table(result.features)} if result.features else None,
         "warnings": list(result.warnings),
-        "models": [{"name": n, "sha256": h} for n, h in result.model_versions.items()],
+        "models": [{"name": n, "sha256": h, "runtime": result.model_runtimes.get(n, "")}
+                   for n, h in result.model_versions.items()],
         "timings_ms": dict(result.timings_ms),
     }
     return Report(data, images, captions)
@@ -361,7 +362,8 @@ def report_pdf(report: Report) -> bytes:
         pdf.text("Not measured (the slice was not segmented, or the mask is empty).")
 
     pdf.heading("Models")
-    pdf.table([["Model", "Weights sha256"]] + [[m["name"], m["sha256"]] for m in d["models"]], (45, 145), 7)
+    pdf.table([["Model", "Weights sha256", "Runs on"]] + [[m["name"], m["sha256"], m.get("runtime", "")]
+                                                          for m in d["models"]], (42, 128, 20), 7)
     if d.get("timings_ms"):
         pdf.text("Timings: " + ", ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in d["timings_ms"].items()), 8)
     return pdf.bytes()

@@ -104,17 +104,26 @@ def postprocess(prob: np.ndarray, spacing_mm: tuple[float, float] | None, rules:
 
 @dataclass
 class Segmenter:
-    """A loaded 2D segmenter with its card's input size and post-processing rules."""
+    """A loaded 2D segmenter with its card's input size and post-processing rules.
+
+    ``runner`` does the inference: the model's LiteRT export when current, else the Keras model.
+    """
 
     name: str
     model: object
     card: dict
+    runner: object = None
+
+    def __post_init__(self) -> None:
+        if self.runner is None:
+            self.runner = self.model
 
     @classmethod
     def load(cls, name: str = "resunet", weights_dir=None) -> "Segmenter":
-        from core.registry import load_keras_model, model_card
+        from core.registry import load_inference_model, load_keras_model, model_card
 
-        return cls(name, load_keras_model(name, weights_dir), model_card(name, weights_dir))
+        model = load_keras_model(name, weights_dir)
+        return cls(name, model, model_card(name, weights_dir), load_inference_model(name, model, weights_dir))
 
     @property
     def input_size(self) -> int:
@@ -127,7 +136,7 @@ class Segmenter:
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Tumour probability for every pixel of ``image`` ``(H, W)`` float32 in [0, 1]."""
         x, geometry = to_model_input(image, self.input_size)
-        prob = np.asarray(self.model.predict_on_batch(x[None, ..., None]))[0, ..., 0]
+        prob = np.asarray(self.runner.predict_on_batch(x[None, ..., None]))[0, ..., 0]
         return to_original_grid(prob, geometry)
 
     def segment(self, image: np.ndarray, spacing_mm: tuple[float, float] | None,

@@ -204,7 +204,8 @@ def show_downloads(slice_: Slice, result: SliceResult, synthetic: bool, style: s
                "the overlay and mask, the measurements with units, the warnings, the models with their weight "
                "sha256, the app version and the time.")
     with st.expander("Model versions and timings"):
-        st.dataframe(pd.DataFrame([{"model": k, "sha256": v} for k, v in result.model_versions.items()]),
+        st.dataframe(pd.DataFrame([{"model": k, "sha256": v, "runs on": result.model_runtimes.get(k, "")}
+                                   for k, v in result.model_versions.items()]),
                      hide_index=True, width="stretch")
         st.caption(" · ".join(f"{k.removesuffix('_ms')}: {v:.0f} ms" for k, v in result.timings_ms.items()))
 

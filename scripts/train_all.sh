@@ -19,6 +19,7 @@ python -m core.train.tune_segmenter --model unet
 python -m core.train.segmenter --model attention_unet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 85 --workers 1
 python -m core.train.tune_segmenter --model attention_unet
 python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110
+python -m core.export_runtime
 python -m core.guard fit
 python -m core.dedup split --out weights/eval/dedup_testing.json
 python -m core.dedup index --out weights/train_hash_index.npz

@@ -47,6 +47,8 @@ def test_shipped_pipeline_result_is_complete_and_json_able(analyzer):
     assert result.segmented and result.mask.shape == result.shape
     assert set(result.model_versions) >= {"stacking_ensemble", "resunet"}
     assert all(len(v) == 64 for v in result.model_versions.values())
+    # every network runs on its current LiteRT export (the stacking meta-learner is plain numpy)
+    assert result.model_runtimes == {n: "LiteRT" for n in result.model_versions if n != "stacking_ensemble"}
     assert "mask_png_base64" in payload
 
 

@@ -96,14 +96,14 @@ def test_no_public_data_committed():
 
 def test_train_all_runs_every_card_command_in_order():
     """scripts/train_all.sh rebuilds each shipped model as its card says: the run it continued
-    from first, then its own command, then any post-processing re-tune."""
+    from first, then its own command, then any post-processing re-tune, then its LiteRT export."""
     script = [line.strip() for line in (ROOT / "scripts" / "train_all.sh").read_text().splitlines()
               if line.startswith("python -m ")]
     cards = json.loads((config.WEIGHTS_DIR / "manifest.json").read_text())["models"]
     for name, card in cards.items():
         rules = card.get("postprocessing")
         steps = [(card.get("initialised_from") or {}).get("training_command"), card["training_command"],
-                 rules.get("tuned_by") if isinstance(rules, dict) else None]
+                 rules.get("tuned_by") if isinstance(rules, dict) else None, card.get("runtime", {}).get("command")]
         steps = [s for s in steps if s]
         assert all(s in script for s in steps), (name, [s for s in steps if s not in script])
         assert [script.index(s) for s in steps] == sorted(script.index(s) for s in steps), name

@@ -25,8 +25,9 @@ def test_every_card_is_complete_and_matches_its_file():
 
 
 def test_every_weight_file_is_listed_and_lean():
-    listed = {card["file"] for card in load_manifest()["models"].values()}
-    on_disk = {p.name for p in config.WEIGHTS_DIR.glob("*.keras")}
+    cards = load_manifest()["models"].values()
+    listed = {card["file"] for card in cards} | {card["runtime"]["file"] for card in cards if "runtime" in card}
+    on_disk = {p.name for p in config.WEIGHTS_DIR.glob("*.keras")} | {p.name for p in config.WEIGHTS_DIR.glob("*.tflite")}
     assert on_disk <= listed, f"unlisted weights: {on_disk - listed}"
     sizes = [p.stat().st_size for p in config.WEIGHTS_DIR.rglob("*") if p.is_file()]
     assert max(sizes) < 16 * MiB

@@ -68,7 +68,7 @@ def test_pdf_opens_and_has_every_item_without_identifiers(analysed):
     flat = " ".join(text.split())
     for needed in ("Input slice", "Decision", "Calibrated probability", "Before calibration", "normalised entropy",
                    "Member votes", "Grad-CAM: average", "Segmentation overlay", "Binary mask", "Measurements",
-                   "Warnings", "Models", "Weights sha256", "created", f"version {APP_VERSION}",
+                   "Warnings", "Models", "Weights sha256", "Runs on", "LiteRT", "created", f"version {APP_VERSION}",
                    "expected calibration error", "Input guard", "Training-set look-up", "mm"):
         assert needed.lower() in flat.lower(), needed
     assert result.decision_label in flat
