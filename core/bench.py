@@ -61,28 +61,44 @@ def resnet50_ms(repeats: int) -> float:
     return median_ms(lambda: model.predict_on_batch(x), repeats)
 
 
-def _keras_forward_ms(model: Any, shape: tuple[int, ...], repeats: int, batch: int = 1) -> float:
+def _forward_ms(runner: Any, shape: tuple[int, ...], repeats: int, batch: int = 1) -> float:
+    """One warm ``predict_on_batch`` of a Keras model or a :class:`core.runtime.LiteModel`, in ms."""
     x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
-    return median_ms(lambda: model.predict_on_batch(x), repeats)
+    return median_ms(lambda: runner.predict_on_batch(x), repeats)
 
 
-def _shipped_ensemble_ms(weights_dir: Path | None, repeats: int) -> tuple[float, str, int]:
-    """The app's own ensemble call on one preprocessed image (fused members, their test-time flips,
-    meta-learner), on Keras like every other model of the comparison (the app itself runs the
-    members' LiteRT exports; ``main`` times that)."""
-    from core.classify import Classifier
+def _runtime_shas(names: list[str], cards: dict[str, dict]) -> dict[str, str]:
+    """``{model: sha256 of its LiteRT export}`` for those of ``names`` that have one."""
+    return {n: cards[n]["runtime"]["sha256"] for n in names if (cards.get(n) or {}).get("runtime")}
+
+
+def _shipped_ensemble_ms(weights_dir: Path | None, repeats: int) -> dict[str, Any]:
+    """The app's own ensemble call on one preprocessed image (members with their test-time flips,
+    then the meta-learner): on Keras (fused members) like every model of the comparison, and as
+    the app runs it, on the members' LiteRT exports."""
+    from core.classify import Classifier, Member
+    from core.registry import load_inference_model
     from core.runtime import keras_only
 
+    def timed(classifier: Classifier) -> float:
+        x = {s: np.random.default_rng(0).random((1, s, s), dtype=np.float32)
+             for s in {m.input_size for m in classifier.members}}
+
+        def run() -> None:
+            probs = classifier.probabilities_from_inputs(x)
+            classifier.ensemble.predict_proba([probs[m.name] for m in classifier.members])
+
+        return median_ms(run, repeats)
+
     with keras_only():
-        classifier = Classifier.load(weights_dir)
-    sizes = {m.input_size for m in classifier.members}
-    x = {s: np.random.default_rng(0).random((1, s, s), dtype=np.float32) for s in sizes}
-
-    def run() -> None:
-        probs = classifier.probabilities_from_inputs(x)
-        classifier.ensemble.predict_proba([probs[m.name] for m in classifier.members])
-
-    return median_ms(run, repeats), classifier.ensemble.member_tta, min(sizes)
+        on_keras = Classifier.load(weights_dir)
+    app = Classifier([Member(m.name, m.model, m.card, load_inference_model(m.name, m.model, weights_dir))
+                      for m in on_keras.members], on_keras.ensemble, on_keras.ensemble_card)
+    size = min(m.input_size for m in app.members)
+    on_litert = [m.name for m in app.members if not m.on_keras]
+    return {"latency_ms": round(timed(on_keras), 2),
+            "litert_ms": round(timed(app), 2) if len(on_litert) == len(app.members) else None,
+            "tta": app.ensemble.member_tta, "input": f"1x{size}x{size}x1"}
 
 
 def _architecture(name: str, spec: Any) -> Any:
@@ -121,21 +137,26 @@ def _sum_of_members(members: list[str], repeats: int, weights_dir: Path | None, 
         return {"latency_ms": None, "source": "members unavailable"}
     sources = ", ".join(sorted({p["source"] for p in parts}))
     ttas = {p.get("tta", "none") for p in parts}
-    return {"latency_ms": round(sum(p["latency_ms"] for p in parts), 2), "params": params, "input": parts[0]["input"],
-            "tta": ttas.pop() if len(ttas) == 1 else "mixed", "source": f"sum of members ({sources})", "sha256": sha256}
+    lite = [p.get("litert_ms") for p in parts]
+    return {"latency_ms": round(sum(p["latency_ms"] for p in parts), 2),
+            "litert_ms": round(sum(lite), 2) if None not in lite else None, "params": params,
+            "input": parts[0]["input"], "tta": ttas.pop() if len(ttas) == 1 else "mixed",
+            "source": f"sum of members ({sources})", "sha256": sha256,
+            "runtime_sha256": {k: v for p in parts for k, v in (p.get("runtime_sha256") or {}).items()}}
 
 
 def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> dict[str, Any]:
     from core import comparison, registry
     from core.errors import ModelUnavailable
 
-    card = registry.load_manifest(weights_dir)["models"].get(name)
+    cards = registry.load_manifest(weights_dir)["models"]
+    card = cards.get(name)
     spec = comparison.planned(name)
     if name == "stacking_ensemble" and card is not None:
         try:
-            ms, tta, size = _shipped_ensemble_ms(weights_dir, repeats)
-            return {"latency_ms": round(ms, 2), "params": card.get("params"), "input": f"1x{size}x{size}x1",
-                    "tta": tta, "source": "trained weights (the app's ensemble call)", "sha256": card.get("sha256")}
+            return {**_shipped_ensemble_ms(weights_dir, repeats), "params": card.get("params"),
+                    "source": "trained weights (the app's ensemble call)", "sha256": card.get("sha256"),
+                    "runtime_sha256": _runtime_shas(card.get("members", []), cards)}
         except ModelUnavailable:
             pass
     if card is not None and card.get("members"):
@@ -155,14 +176,19 @@ def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> 
     free_side = BRATS_SLICE_SIDE if task == "brats" else 128  # a BraTS model runs on whole 240×240 axial slices
     shape = tuple(int(d) if d is not None else free_side for d in model.inputs[0].shape[1:])
     tta = comparison.protocol_tta() if task == "classification" else "none"
-    ms = _keras_forward_ms(model, shape, repeats, batch=2 if tta == "hflip" else 1)
+    batch = 2 if tta == "hflip" else 1
+    ms = _forward_ms(model, shape, repeats, batch)
+    runner = registry.load_inference_model(name, model, weights_dir) if source == "trained weights" else model
+    litert_ms = None if runner is model else _forward_ms(runner, shape, repeats, batch)
     params = int(model.count_params())
-    del model
+    del model, runner
     import keras
 
     keras.backend.clear_session()  # free the graph before timing the next (possibly large) model
-    return {"latency_ms": round(ms, 2), "params": params, "input": "x".join(map(str, (1, *shape))), "tta": tta,
-            "source": source, "sha256": card.get("sha256") if source == "trained weights" else None}
+    return {"latency_ms": round(ms, 2), "litert_ms": None if litert_ms is None else round(litert_ms, 2),
+            "params": params, "input": "x".join(map(str, (1, *shape))), "tta": tta, "source": source,
+            "sha256": card.get("sha256") if source == "trained weights" else None,
+            "runtime_sha256": _runtime_shas([name], cards) if litert_ms is not None else {}}
 
 
 def machine_facts() -> dict[str, Any]:
@@ -184,8 +210,9 @@ def write_latencies(names: list[str], out: Path, repeats: int = 10, weights_dir:
     for name in names:
         entry = {**model_latency(name, repeats, weights_dir, measured), "machine": machine_facts()}
         data["models"][name] = entry
-        print(f"  {name:24s} {entry['latency_ms'] if entry['latency_ms'] is not None else '-':>8} ms  "
-              f"({entry['source']})", flush=True)
+        lite = entry.get("litert_ms")
+        print(f"  {name:24s} {entry['latency_ms'] if entry['latency_ms'] is not None else '-':>8} ms on Keras, "
+              f"{lite if lite is not None else '-':>8} ms on LiteRT  ({entry['source']})", flush=True)
     data["models"] = dict(sorted(data["models"].items()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1) + "\n")

@@ -248,7 +248,8 @@ def _footprint(m: dict, unit: str) -> dict:
     epochs = m.get("epochs")
     trained = None if epochs is None else f"{epochs}{'*' if m.get('stopped_by_time_budget') else ''}"
     return {"epochs": trained, "params": m.get("params"), "size MB": _mb(m.get("size_bytes")),
-            f"CPU ms/{unit}": m.get("latency_ms"), "status": status_text(m)}
+            f"CPU ms/{unit}": m.get("latency_ms"), f"LiteRT ms/{unit}": m.get("latency_litert_ms"),
+            "status": status_text(m)}
 
 
 def models_of(summary: dict, task: str) -> list[dict]:

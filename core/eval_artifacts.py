@@ -482,6 +482,7 @@ def build_summary(out: Path, weights_dir: Path | None = None) -> dict:
             "params_source": "model card" if card else ("untrained architecture" if lat.get("params") else None),
             "size_bytes": (card or {}).get("size_bytes"),
             "latency_ms": lat.get("latency_ms"),
+            "latency_litert_ms": lat.get("litert_ms"),
             "latency_source": lat.get("source"),
             "latency_input": lat.get("input"),
             "val_accuracy": val.get("accuracy", val.get("stacking_oof_val_accuracy")),
@@ -535,10 +536,15 @@ def build_summary(out: Path, weights_dir: Path | None = None) -> dict:
 # --------------------------------------------------------------------------- entry point
 
 def _needs_latency(name: str, entry: dict | None, cards: Cards, opts: Options) -> bool:
-    """Time a model again when forced, never timed, retrained (weights here) or its test-time augmentation changed."""
+    """Time a model again when forced, never timed, retrained (weights here), re-exported to LiteRT
+    (its own export or its members') or its test-time augmentation changed."""
     if opts.force or entry is None:
         return True
     card, spec = cards.get(name), comparison.planned(name)
+    exported = {n: c["runtime"]["sha256"] for n in ((card or {}).get("members") or [name])
+                if (c := cards.get(n) or {}).get("runtime")}
+    if exported and entry.get("runtime_sha256") != exported and cards.weights_here(name):
+        return True
     task = (card or {}).get("task") or (spec.task if spec else "")
     if task == "classification" and entry.get("latency_ms") is not None:
         members = (card or {}).get("members") or (spec.members if spec else ())

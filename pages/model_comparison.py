@@ -106,7 +106,8 @@ COLUMNS.update({"params": st.column_config.NumberColumn(format="%d"), "n": st.co
                 "patients": st.column_config.NumberColumn(format="%d"),
                 "HD95 mm": st.column_config.NumberColumn(format="%.2f"),
                 "size MB": st.column_config.NumberColumn(format="%.3f"),
-                "CPU ms/image": st.column_config.NumberColumn(format="%.1f")})
+                **{f"{runtime} ms/{unit}": st.column_config.NumberColumn(format="%.1f")
+                   for runtime in ("CPU", "LiteRT") for unit in ("image", "slice")}})
 
 
 def show_pending(task: str) -> None:
@@ -154,7 +155,8 @@ def show_tradeoff(table: pd.DataFrame, score: str, key: str) -> None:
     st.caption(f"CPU latency: median of warm runs, batch 1, one preprocessed image, every model run by Keras, measured "
                f"by `python -m core.bench --models all` on {(summary.get('latency_machine') or {}).get('cpu_count', '?')} "
                "CPU cores while other jobs may run; untrained architectures are timed for models not trained yet. "
-               "The app runs the shipped models' LiteRT exports, about twice as fast (`python -m core.bench`).")
+               "LiteRT ms: the same call on the LiteRT exports the app runs (shipped models only; same "
+               "probabilities, see `python -m core.export_runtime`).")
 
 
 tabs = st.tabs(["Classification", "Segmentation", "BraTS", "Reported vs ours", "Calibration", "Error browser"])

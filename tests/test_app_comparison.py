@@ -84,6 +84,7 @@ def test_classification_numbers_equal_the_artifact(summary, split):
         assert same(row["macro F1"], metrics["macro_f1"]) and same(row["ECE"], metrics["ece"])
         assert same(row["macro AUC"], metrics["macro_auc"]) and row["n"] == metrics["n"]
         assert same(row["CPU ms/image"], entry["latency_ms"]) and same(row["params"], entry["params"])
+        assert same(row["LiteRT ms/image"], entry.get("latency_litert_ms"))
         checked += 1
     assert checked >= 1, "no evaluated classifier in the artifacts"
 

@@ -363,6 +363,8 @@ def test_latency_of_trained_weights_and_of_an_untrained_architecture(tmp_path):
     assert json.loads(path.read_text()) == data
     shipped = data["models"]["resnet_compact"]
     assert shipped["source"] == "trained weights" and shipped["latency_ms"] > 0 and shipped["input"] == "1x128x128x1"
+    card = json.loads((config.WEIGHTS_DIR / "manifest.json").read_text())["models"]["resnet_compact"]
+    assert shipped["litert_ms"] > 0 and shipped["runtime_sha256"] == {"resnet_compact": card["runtime"]["sha256"]}
     assert shipped["params"] == json.loads((config.WEIGHTS_DIR / "manifest.json").read_text())["models"]["resnet_compact"]["params"]
     planned = data["models"]["attention_unet"]
     assert planned["source"] in ("untrained architecture", "trained weights") and planned["params"] > 0
