@@ -1,13 +1,19 @@
 """CPU benchmark of the slice pipeline against one ResNet50 forward pass.
 
-    python -m core.bench [--repeats 20] [--sample NAME] [--models all|NAME ...] [--latency-json OUT]
+    python -m core.bench [--repeats 20] [--sample NAME] [--models all|NAME ...] [--latency-json OUT] [--batch N]
 
 Times, warm (after two untimed runs), the median of ``--repeats`` runs of: reading the file,
 the input guard, classification (four members + meta-learner), segmentation, measurement and
 the whole pipeline; model loading; and, in the same process, one forward pass of
-``keras.applications.ResNet50(weights=None)`` at 224×224 as a yardstick. Last line:
-``RESULT pipeline_ms=... resnet50_ms=... ratio=... load_s=... peak_rss_mb=... with_explanations_ms=...``
-(the last: the Analyse page's full call, adding Grad-CAM of every member and the training-set look-up).
+``keras.applications.ResNet50(weights=None)`` at 224×224 as a yardstick. The whole pipeline and
+the yardstick are timed in alternation, so drift of a shared machine cancels in their ratio. Last line:
+``RESULT pipeline_ms=... resnet50_ms=... ratio=... load_s=... peak_rss_mb=... with_explanations_ms=...
+keras_pipeline_ms=...`` (``with_explanations``: the Analyse page's full call, adding Grad-CAM of every
+member and the training-set look-up; ``keras_pipeline``: the pipeline with every network run by
+Keras instead of its LiteRT export).
+
+``--batch N`` also times the Batch page's run over N synthetic slices (guard on, segmentation
+forced, no Grad-CAM), once, before the RESULT line.
 
 ``--models`` also times each named model (``all``: every model of the comparison,
 :data:`core.comparison.PLANNED` plus the manifest) on one preprocessed image, batch 1, and
@@ -47,18 +53,34 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
+def interleaved_median_ms(fns: dict[str, Callable[[], object]], repeats: int, block: int = 5) -> dict[str, float]:
+    """Median wall time in ms of each of ``fns`` over ``repeats`` timed calls, taken in alternating
+    blocks of ``block`` calls, so that a shared machine speeding up or slowing down during the run
+    affects all of them alike. The first call of each block is untimed: it pays for switching
+    runtimes (TensorFlow's and LiteRT's worker threads keep spinning briefly after their work)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    while any(len(t) < repeats for t in times.values()):
+        for name, fn in fns.items():
+            fn()
+            for _ in range(min(block, repeats - len(times[name]))):
+                start = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def resnet50_ms(repeats: int) -> float:
-    """One warm ResNet50 (random weights) forward pass on a 224×224×3 image, in ms."""
+def resnet50_forward() -> Callable[[], object]:
+    """One ResNet50 (random weights, Keras) forward pass on a 224×224×3 image: the yardstick."""
     import keras
 
     model = keras.applications.ResNet50(weights=None)
     x = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32)
-    return median_ms(lambda: model.predict_on_batch(x), repeats)
+    return lambda: model.predict_on_batch(x)
 
 
 def _forward_ms(runner: Any, shape: tuple[int, ...], repeats: int, batch: int = 1) -> float:
@@ -219,6 +241,18 @@ def write_latencies(names: list[str], out: Path, repeats: int = 10, weights_dir:
     return data
 
 
+def batch_seconds(analyzer: Any, n: int) -> float:
+    """Wall time of the Batch page's run (:func:`core.batch.run_batch`) over ``n`` synthetic sample slices."""
+    from core.batch import BatchItem, run_batch
+    from core.pipeline import AnalysisOptions
+
+    samples = [p.read_bytes() for p in sorted(config.SAMPLE_DIR.glob("*.png"))]
+    items = [BatchItem(f"slice_{i:04d}.png", samples[i % len(samples)]) for i in range(n)]
+    start = time.perf_counter()
+    run_batch(items, analyzer, AnalysisOptions(segment_anyway=True, gradcam=False))
+    return time.perf_counter() - start
+
+
 def keras_twin(analyzer: Any) -> Any:
     """The same loaded models with every network run by Keras (for the bench's comparison line)."""
     from core.classify import Classifier, Member
@@ -246,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample", default=None, help="file in sample_data/ (default: a synthetic tumour slice)")
     parser.add_argument("--models", nargs="*", default=None,
                         help="also time these models one by one ('all': every model of the comparison)")
+    parser.add_argument("--batch", type=int, default=0, help="also time a batch of this many synthetic slices")
     parser.add_argument("--latency-json", type=Path, default=None,
                         help="where --models writes its latencies (default weights/eval/latency.json)")
     args = parser.parse_args(argv)
@@ -285,11 +320,14 @@ def main(argv: list[str] | None = None) -> None:
         check_slice(read)
         runs_on.analyze(read, options)
 
-    pipeline = median_ms(lambda: whole_pipeline(core_options), args.repeats)
-    with_explanations = median_ms(lambda: whole_pipeline(full_options), args.repeats)
     twin = keras_twin(analyzer)
-    on_keras = median_ms(lambda: whole_pipeline(core_options, twin), args.repeats)
-    yardstick = resnet50_ms(args.repeats)
+    timed = interleaved_median_ms({
+        "pipeline": lambda: whole_pipeline(core_options),
+        "resnet50": resnet50_forward(),
+        "on Keras": lambda: whole_pipeline(core_options, twin),
+        "+ trust": lambda: whole_pipeline(full_options),
+    }, args.repeats)
+    pipeline, yardstick, on_keras, with_explanations = (timed[k] for k in ("pipeline", "resnet50", "on Keras", "+ trust"))
 
     print(f"sample {name} ({slice_.shape[1]}x{slice_.shape[0]}), {os.cpu_count()} CPU cores, "
           f"median of {args.repeats} warm runs")
@@ -304,6 +342,9 @@ def main(argv: list[str] | None = None) -> None:
           "of every member and the training-set look-up)")
     print(f"  {'resnet50':10s} {yardstick:8.1f} ms  (keras.applications.ResNet50, weights=None, 1x224x224x3)")
     print(f"  model loading {load_s:.2f} s, peak RSS {peak_rss_mb():.0f} MB")
+    if args.batch > 0:
+        print(f"  batch of {args.batch} synthetic slices: {batch_seconds(analyzer, args.batch):.1f} s "
+              "(guard on, segmentation forced, no Grad-CAM)")
     print(f"RESULT pipeline_ms={pipeline:.1f} resnet50_ms={yardstick:.1f} ratio={pipeline / yardstick:.3f} "
           f"load_s={load_s:.2f} peak_rss_mb={peak_rss_mb():.0f} with_explanations_ms={with_explanations:.1f} "
           f"keras_pipeline_ms={on_keras:.1f}")

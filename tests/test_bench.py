@@ -9,8 +9,9 @@ import pytest
 def test_bench_prints_every_stage_and_a_consistent_result_line(capsys):
     from core import bench
 
-    bench.main(["--repeats", "1"])
+    bench.main(["--repeats", "1", "--batch", "3"])
     out = capsys.readouterr().out
+    assert re.search(r"^\s+batch of 3 synthetic slices: [\d.]+ s", out, re.M)
     for stage in ("read", "guard", "classify", "segment", "measure", "pipeline", "on Keras", "+ trust", "resnet50"):
         assert re.search(rf"^\s+{re.escape(stage)}\s+[\d.]+ ms", out, re.M), stage
     last = out.strip().splitlines()[-1]
