@@ -177,8 +177,8 @@ class VolumeSegmenter:
     @classmethod
     def load(cls, name: str = DEFAULT_MODEL, weights_dir: Path | None = None) -> "VolumeSegmenter":
         card = registry.model_card(name, weights_dir)
-        model = registry.load_keras_model(name, weights_dir)
-        return cls(model, card, name, card["sha256"], registry.load_inference_model(name, model, weights_dir))
+        model, runner = registry.load_model_and_runner(name, weights_dir)
+        return cls(model, card, name, card["sha256"], runner)
 
     @property
     def rules(self) -> VolumePostProcessing:

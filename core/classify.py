@@ -10,7 +10,7 @@ import numpy as np
 from core import config
 from core.ensemble import StackingEnsemble
 from core.preprocess import classifier_input
-from core.registry import load_inference_model, load_keras_model, model_card, models_by, verified_path
+from core.registry import load_model_and_runner, model_card, models_by, verified_path
 
 ENSEMBLE_NAME = "stacking_ensemble"
 #: Test-time augmentations of the members: none, or averaging with the left-right mirror.
@@ -96,8 +96,8 @@ def predict_members(members: list[Member], x_by_size: dict[int, np.ndarray], tta
 
 
 def load_member(name: str, weights_dir: Path | None = None) -> Member:
-    model = load_keras_model(name, weights_dir)
-    return Member(name, model, model_card(name, weights_dir), load_inference_model(name, model, weights_dir))
+    model, runner = load_model_and_runner(name, weights_dir)
+    return Member(name, model, model_card(name, weights_dir), runner)
 
 
 def member_inputs(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:

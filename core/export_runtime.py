@@ -6,7 +6,9 @@
 Each flatbuffer is written beside its Keras file (``weights/<name>.tflite``), checked against the
 Keras model on random inputs, and recorded in the model's card under ``runtime`` with its sha256
 and the sha256 of the Keras file it came from (a retrained model's old export is then ignored).
-Run it again after retraining; ``python -m core.registry`` re-renders the model cards.
+Run it again after retraining; ``python -m core.registry`` re-renders the model cards. The
+converter is TensorFlow's: models trained on a GPU machine with JAX are exported here, on the
+TensorFlow install, once their ``.keras`` files are back.
 """
 from __future__ import annotations
 

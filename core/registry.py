@@ -149,6 +149,13 @@ def load_inference_model(name: str, keras_model: Any, weights_dir: Path | None =
     return runtime.LiteModel(verified_runtime_path(name, weights_dir).read_bytes())
 
 
+def load_model_and_runner(name: str, weights_dir: Path | None = None) -> tuple[Any, Any]:
+    """``(Keras model, what runs its inference)``: the Keras model serves gradients (Grad-CAM) and
+    parameter counts; the runner is its LiteRT export when usable (:func:`load_inference_model`)."""
+    model = load_keras_model(name, weights_dir)
+    return model, load_inference_model(name, model, weights_dir)
+
+
 def verified_runtime_path(name: str, weights_dir: Path | None = None) -> Path:
     """Path of a model's LiteRT flatbuffer after checking it against its card's sha256."""
     weights_dir = weights_dir or config.WEIGHTS_DIR

@@ -120,10 +120,10 @@ class Segmenter:
 
     @classmethod
     def load(cls, name: str = "resunet", weights_dir=None) -> "Segmenter":
-        from core.registry import load_inference_model, load_keras_model, model_card
+        from core.registry import load_model_and_runner, model_card
 
-        model = load_keras_model(name, weights_dir)
-        return cls(name, model, model_card(name, weights_dir), load_inference_model(name, model, weights_dir))
+        model, runner = load_model_and_runner(name, weights_dir)
+        return cls(name, model, model_card(name, weights_dir), runner)
 
     @property
     def input_size(self) -> int:
