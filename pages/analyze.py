@@ -15,8 +15,11 @@ from core.morphology import feature_table
 from core.pipeline import AnalysisOptions, SliceResult
 from core.report import build_report, download_stem, features_csv, mask_png_bytes, png_bytes, report_json, report_pdf
 from core.viz import member_heatmap, overlay_heatmap, overlay_mask, probability_bars
+from ui.navigation import ensure_app_navigation
 from ui.resources import analyzer_or_error, sample_catalogue, sample_bytes
 from ui.trust import calibration_note, show_caution, show_guard, show_training_match
+
+ensure_app_navigation()
 
 PLANES = {"Axial": 2, "Coronal": 1, "Sagittal": 0}
 

@@ -9,7 +9,10 @@ import streamlit as st
 from core.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch
 from core.io import SUPPORTED_EXTENSIONS
 from core.pipeline import AnalysisOptions
+from ui.navigation import ensure_app_navigation
 from ui.resources import analyzer_or_error, sample_catalogue, sample_bytes
+
+ensure_app_navigation()
 
 st.title("Analyse a batch")
 st.write("Upload many slices, or a .zip of them, and get one row per file: the class and its probability, "

@@ -17,6 +17,9 @@ from core.brats_model import DEFAULT_MODEL, VolumeSegmenter, model_problem
 from core.errors import InputError, ModelUnavailable
 from core.volume import (MAX_CASE_BYTES, MODALITIES, MODALITY_NAMES, PLANES, Case, compare_to_truth,
                          prediction_nifti, read_case, read_case_folder, window_presets)
+from ui.navigation import ensure_app_navigation
+
+ensure_app_navigation()
 
 SOURCES = {"sample": "Synthetic sample", "public": "Public BraTS case", "upload": "Upload a case"}
 VIEWS = (("axial", "bx_z", "Axial"), ("coronal", "bx_y", "Coronal"), ("sagittal", "bx_x", "Sagittal"))

@@ -11,6 +11,9 @@ from core import comparison, config
 from core import comparison_figures as figs
 from core.comparison import ARTIFACTS_COMMAND, SPLITS, ArtifactMissing
 from core.reported import SOURCES, reported_table
+from ui.navigation import ensure_app_navigation
+
+ensure_app_navigation()
 
 LABELS = config.CLASS_LABELS
 CLASSES = list(config.CLASS_NAMES)

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,10 +56,10 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 180.0) -> 
     raise TimeoutError(f"streamlit did not become healthy at {url} within {timeout:.0f} s")
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory):
+@contextmanager
+def streamlit_server(log: Path) -> Iterator[str]:
+    """``streamlit run streamlit_app.py`` on a free local port; yields its URL once healthy."""
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     with log.open("wb") as out:
         server = subprocess.Popen(
@@ -78,13 +80,25 @@ def server_url(tmp_path_factory):
                 server.wait()
 
 
-def test_sample_to_results_and_pdf_report_in_chromium(server_url, tmp_path):
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory):
+    with streamlit_server(tmp_path_factory.mktemp("streamlit") / "server.log") as url:
+        yield url
+
+
+def browser_or_skip():
+    """Debian's Chromium and Playwright's sync API, or skip (fail in CI, which installs both)."""
     executable = chromium_path()
     if executable is None:
         if os.environ.get("CI"):
             pytest.fail("Chromium is missing in CI: .ci/run must install Debian's `chromium`")
         pytest.skip("Chromium is not installed (CI installs Debian's `chromium`; locally: apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+    return executable, sync_api
+
+
+def test_sample_to_results_and_pdf_report_in_chromium(server_url, tmp_path):
+    executable, sync_api = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
@@ -113,3 +127,21 @@ def test_sample_to_results_and_pdf_report_in_chromium(server_url, tmp_path):
     assert data.startswith(b"%PDF") and len(data) > 10_000
     assert download.suggested_filename.endswith("_report.pdf")
     assert (ARTIFACTS / "browser_analyze.png").stat().st_size > 10_000
+
+
+def test_a_deep_link_opened_first_on_a_fresh_server_stays_inside_the_app(tmp_path):
+    """A bookmarked /model_comparison opened before anyone loaded the root: Streamlit would run the
+    page on its own (legacy pages/ folder mode); the page must come up in the app's navigation."""
+    executable, sync_api = browser_or_skip()
+    with streamlit_server(tmp_path / "server.log") as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(executable), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/model_comparison", wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Compare models").wait_for(timeout=180_000)
+            page.get_by_text("not a medical device").first.wait_for(timeout=60_000)
+            nav = page.get_by_test_id("stSidebarNav").inner_text()
+        finally:
+            browser.close()
+    assert all(title in nav for title in ("Analyse a slice", "Analyse a batch", "Explore BraTS volumes", "Compare models"))
+    assert "streamlit app" not in nav.lower() and "model comparison" not in nav.lower()
