@@ -161,9 +161,10 @@ def model_section(stored: dict) -> dict | None:
         return None
     card = registry.model_card(DEFAULT_MODEL)
     rules = card.get("postprocessing_rules", {})
+    min_et = rules.get("min_et_mm3", 0)
+    et_rule = f"; ET totals under {min_et:g} mm³ relabelled NCR" if min_et > 0 else ""
     st.caption(f"**{DEFAULT_MODEL}**: {card.get('description', '')} Post-processing: tumour components under "
-               f"{rules.get('min_component_mm3', 0):g} mm³ dropped; ET totals under {rules.get('min_et_mm3', 0):g} mm³ "
-               "relabelled NCR.")
+               f"{rules.get('min_component_mm3', 0):g} mm³ dropped{et_rule}.")
     if st.button("Segment with the model", type="primary", key="bx_segment"):
         run_model(stored, card)
     pred = st.session_state.get("bx_pred")
