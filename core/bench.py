@@ -89,18 +89,11 @@ def _forward_ms(runner: Any, shape: tuple[int, ...], repeats: int, batch: int = 
     return median_ms(lambda: runner.predict_on_batch(x), repeats)
 
 
-def _runtime_shas(names: list[str], cards: dict[str, dict]) -> dict[str, str]:
-    """``{model: sha256 of its LiteRT export}`` for those of ``names`` that have one."""
-    return {n: cards[n]["runtime"]["sha256"] for n in names if (cards.get(n) or {}).get("runtime")}
-
-
 def _shipped_ensemble_ms(weights_dir: Path | None, repeats: int) -> dict[str, Any]:
     """The app's own ensemble call on one preprocessed image (members with their test-time flips,
     then the meta-learner): on Keras (fused members) like every model of the comparison, and as
     the app runs it, on the members' LiteRT exports."""
-    from core.classify import Classifier, Member
-    from core.registry import load_inference_model
-    from core.runtime import keras_only
+    from core.classify import Classifier
 
     def timed(classifier: Classifier) -> float:
         x = {s: np.random.default_rng(0).random((1, s, s), dtype=np.float32)
@@ -112,14 +105,10 @@ def _shipped_ensemble_ms(weights_dir: Path | None, repeats: int) -> dict[str, An
 
         return median_ms(run, repeats)
 
-    with keras_only():
-        on_keras = Classifier.load(weights_dir)
-    app = Classifier([Member(m.name, m.model, m.card, load_inference_model(m.name, m.model, weights_dir))
-                      for m in on_keras.members], on_keras.ensemble, on_keras.ensemble_card)
+    app = Classifier.load(weights_dir)
     size = min(m.input_size for m in app.members)
-    on_litert = [m.name for m in app.members if not m.on_keras]
-    return {"latency_ms": round(timed(on_keras), 2),
-            "litert_ms": round(timed(app), 2) if len(on_litert) == len(app.members) else None,
+    return {"latency_ms": round(timed(keras_classifier(app)), 2),
+            "litert_ms": round(timed(app), 2) if not any(m.on_keras for m in app.members) else None,
             "tta": app.ensemble.member_tta, "input": f"1x{size}x{size}x1"}
 
 
@@ -178,7 +167,7 @@ def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> 
         try:
             return {**_shipped_ensemble_ms(weights_dir, repeats), "params": card.get("params"),
                     "source": "trained weights (the app's ensemble call)", "sha256": card.get("sha256"),
-                    "runtime_sha256": _runtime_shas(card.get("members", []), cards)}
+                    "runtime_sha256": registry.runtime_sha256s(card.get("members", []), cards)}
         except ModelUnavailable:
             pass
     if card is not None and card.get("members"):
@@ -210,7 +199,7 @@ def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> 
     return {"latency_ms": round(ms, 2), "litert_ms": None if litert_ms is None else round(litert_ms, 2),
             "params": params, "input": "x".join(map(str, (1, *shape))), "tta": tta, "source": source,
             "sha256": card.get("sha256") if source == "trained weights" else None,
-            "runtime_sha256": _runtime_shas([name], cards) if litert_ms is not None else {}}
+            "runtime_sha256": registry.runtime_sha256s([name], cards) if litert_ms is not None else {}}
 
 
 def machine_facts() -> dict[str, Any]:
@@ -253,16 +242,21 @@ def batch_seconds(analyzer: Any, n: int) -> float:
     return time.perf_counter() - start
 
 
+def keras_classifier(classifier: Any) -> Any:
+    """The same loaded ensemble with every member run by its Keras model (fused into one call)."""
+    from core.classify import Classifier, Member
+
+    return Classifier([Member(m.name, m.model, m.card) for m in classifier.members], classifier.ensemble,
+                      classifier.ensemble_card)
+
+
 def keras_twin(analyzer: Any) -> Any:
     """The same loaded models with every network run by Keras (for the bench's comparison line)."""
-    from core.classify import Classifier, Member
     from core.pipeline import Analyzer
     from core.segment import Segmenter
 
-    c, s = analyzer.classifier, analyzer.segmenter
-    members = [Member(m.name, m.model, m.card) for m in c.members]
-    return Analyzer(Classifier(members, c.ensemble, c.ensemble_card), Segmenter(s.name, s.model, s.card),
-                    analyzer.hash_index)
+    s = analyzer.segmenter
+    return Analyzer(keras_classifier(analyzer.classifier), Segmenter(s.name, s.model, s.card), analyzer.hash_index)
 
 
 def default_sample() -> str:

@@ -541,8 +541,7 @@ def _needs_latency(name: str, entry: dict | None, cards: Cards, opts: Options) -
     if opts.force or entry is None:
         return True
     card, spec = cards.get(name), comparison.planned(name)
-    exported = {n: c["runtime"]["sha256"] for n in ((card or {}).get("members") or [name])
-                if (c := cards.get(n) or {}).get("runtime")}
+    exported = registry.runtime_sha256s((card or {}).get("members") or [name], cards.cards)
     if exported and entry.get("runtime_sha256") != exported and cards.weights_here(name):
         return True
     task = (card or {}).get("task") or (spec.task if spec else "")

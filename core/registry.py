@@ -134,6 +134,11 @@ def runtime_problem(name: str, weights_dir: Path | None = None) -> str | None:
     return None
 
 
+def runtime_sha256s(names: list[str], cards: dict[str, dict]) -> dict[str, str]:
+    """``{model: sha256 of its LiteRT export}`` for those of ``names`` whose card records one."""
+    return {n: cards[n]["runtime"]["sha256"] for n in names if (cards.get(n) or {}).get("runtime")}
+
+
 def load_inference_model(name: str, keras_model: Any, weights_dir: Path | None = None) -> Any:
     """What runs ``name`` for inference: its checked LiteRT flatbuffer when that is current and
     usable (see :func:`runtime_problem`), else ``keras_model``. Both answer ``predict_on_batch``.

@@ -9,10 +9,8 @@ back to the Keras file otherwise. Grad-CAM and training keep using the Keras mod
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,20 +24,6 @@ RUNTIME_ENV = "BTD_RUNTIME"
 def litert_wanted() -> bool:
     """False when ``BTD_RUNTIME=keras`` asks for the Keras models."""
     return os.environ.get(RUNTIME_ENV, "litert").strip().lower() != "keras"
-
-
-@contextlib.contextmanager
-def keras_only() -> Iterator[None]:
-    """Within the block, models load for Keras inference (like ``BTD_RUNTIME=keras``)."""
-    before = os.environ.get(RUNTIME_ENV)
-    os.environ[RUNTIME_ENV] = "keras"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(RUNTIME_ENV, None)
-        else:
-            os.environ[RUNTIME_ENV] = before
 
 
 def litert_interpreter_class() -> type | None:
