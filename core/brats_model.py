@@ -1,12 +1,21 @@
-"""BraTS sub-region segmentation of a whole 3D case with a 2D multi-class U-Net, slice by slice.
+"""BraTS sub-region segmentation of a whole 3D case: a 2D U-Net slice by slice, or a 3D U-Net.
 
-The CPU fallback of the original 3D U-Net design: the network sees the four modalities of one
-axial slice (``(H, W, 4)``, z-scored per modality over brain voxels) and predicts four classes
-(background, NCR, ED, ET). It is fully convolutional, so a case of any in-plane size runs whole
-(padded to a multiple of 16): each batch of axial slices is one window of the sweep through the
-volume, which keeps memory bounded and lets the caller show progress. Only slices holding brain
-are run, each cropped in-plane to the brain's bounding box plus a margin (:data:`CROP_MARGIN`),
-so a 240x240x155 case costs what its brain costs, not its field of view.
+Both networks see the four modalities (z-scored per modality over brain voxels) and predict four
+classes (background, NCR, ED, ET); the model card's ``dims`` says which kind a model is (a card
+without it is 2D).
+
+* 2D (the CPU fallback of the original design): one axial slice ``(H, W, 4)`` at a time. It is
+  fully convolutional, so a case of any in-plane size runs whole (padded to a multiple of 16):
+  each batch of axial slices is one window of the sweep through the volume, which keeps memory
+  bounded and lets the caller show progress. Only slices holding brain are run, each cropped
+  in-plane to the brain's bounding box plus a margin (:data:`CROP_MARGIN`), so a 240x240x155
+  case costs what its brain costs, not its field of view (:func:`predict_classes`).
+* 3D (the original design): the brain's 3D bounding box (zero-padded where it is shorter than a
+  window) is covered by overlapping cubic windows of the card's ``input.window`` side; their
+  softmax outputs are blended with Gaussian weights (highest at a window's centre) and the
+  arg-max is put back into the full grid (:func:`predict_classes_3d`). The caller's progress
+  callback hears after each window. A 3D model runs on Keras, never on a LiteRT export.
+
 Arrays are canonical RAS ``(X, Y, Z)``; axial slices are ``volume[:, :, z]``.
 """
 from __future__ import annotations
@@ -28,6 +37,13 @@ DEFAULT_MODEL = "unet2d_brats"
 _MULTIPLE = 16
 #: In-plane margin (voxels) kept around the brain's bounding box when cropping for inference.
 CROP_MARGIN = 16
+#: Margin (voxels) kept around the brain's 3D bounding box by the 3D sliding window: none, since
+#: a window's zero padding is what the network sees outside the brain anyway (inputs are 0 there).
+BOX_MARGIN_3D = 0
+#: Overlap of neighbouring 3D windows, as a fraction of the window side (when the card sets none).
+WINDOW_OVERLAP = 0.25
+#: Standard deviation of the Gaussian blending weights, as a fraction of the window side.
+BLEND_SIGMA = 0.125
 Progress = Callable[[float], None]
 
 
@@ -99,24 +115,33 @@ def postprocess_labels(labels: np.ndarray, spacing_mm: tuple[float, float, float
     return out
 
 
+def bounding_box(occupied: np.ndarray, margin: int, multiple: int = 1) -> tuple[slice, ...]:
+    """Slices of the bounding box of an n-D ``occupied`` mask, grown by ``margin`` on each side.
+
+    Each side is grown further (inside the array) towards a multiple of ``multiple`` so little
+    padding is needed; an empty mask gives the whole array.
+    """
+    box = []
+    for axis, n in enumerate(occupied.shape):
+        hits = np.flatnonzero(occupied.any(axis=tuple(a for a in range(occupied.ndim) if a != axis)))
+        if not len(hits):
+            return tuple(slice(0, n) for n in occupied.shape)
+        lo, hi = max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, n)
+        extra = (-(hi - lo)) % multiple
+        grow_hi = min(extra - extra // 2, n - hi)
+        lo, hi = max(lo - (extra - grow_hi), 0), hi + grow_hi
+        box.append(slice(lo, hi))
+    return tuple(box)
+
+
 def inplane_box(occupied: np.ndarray, margin: int = CROP_MARGIN) -> tuple[slice, slice]:
     """``(x, y)`` slices of the bounding box of a 2D ``occupied`` mask, grown by ``margin``.
 
     The box is grown further (inside the image) towards a multiple of 16 so little padding is
     needed; an empty mask gives the whole plane.
     """
-    box = []
-    for axis in (0, 1):
-        n = occupied.shape[axis]
-        hits = np.flatnonzero(occupied.any(axis=1 - axis))
-        if not len(hits):
-            return slice(0, occupied.shape[0]), slice(0, occupied.shape[1])
-        lo, hi = max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, n)
-        extra = (-(hi - lo)) % _MULTIPLE
-        grow_hi = min(extra - extra // 2, n - hi)
-        lo, hi = max(lo - (extra - grow_hi), 0), hi + grow_hi
-        box.append(slice(lo, hi))
-    return box[0], box[1]
+    bx, by = bounding_box(occupied, margin, _MULTIPLE)
+    return bx, by
 
 
 def predict_classes(model, volume: np.ndarray, batch: int = 8, progress: Progress | None = None,
@@ -145,12 +170,112 @@ def predict_classes(model, volume: np.ndarray, batch: int = 8, progress: Progres
     return classes
 
 
-def model_problem(name: str = DEFAULT_MODEL, weights_dir: Path | None = None) -> str | None:
-    """Why the shipped BraTS model cannot be used (not listed, file missing), or ``None``.
+def window_starts(length: int, window: int, overlap: float = WINDOW_OVERLAP) -> list[int]:
+    """Start offsets of windows of ``window`` voxels covering ``length`` voxels.
+
+    Neighbours overlap by at least ``overlap`` x ``window``; the first window starts at 0, the last
+    ends at ``length``, and the rest are spread evenly between (``[0]`` when one window covers all).
+    """
+    if length <= window:
+        return [0]
+    step = max(1, int(window * (1.0 - overlap)))
+    n = int(np.ceil((length - window) / step)) + 1
+    return sorted({int(round(v)) for v in np.linspace(0, length - window, n)})
+
+
+def gaussian_weights(shape: tuple[int, ...], sigma: float = BLEND_SIGMA) -> np.ndarray:
+    """Blending weights of one window, float32: a separable Gaussian peaking at 1 in the centre,
+    ``sigma`` x side wide, never below 1e-3 so every voxel a window covers counts."""
+    weights = np.ones((), dtype=np.float32)
+    for n in shape:
+        x = np.arange(n, dtype=np.float32) - (n - 1) / 2.0
+        axis = np.exp(-0.5 * (x / max(sigma * n, 1e-6)) ** 2).astype(np.float32)
+        weights = np.multiply.outer(weights, axis)
+    return np.maximum(weights / weights.max(), np.float32(1e-3)).astype(np.float32)
+
+
+def sliding_window(model, volume: np.ndarray, window: int, multiple: int = 1, overlap: float = WINDOW_OVERLAP,
+                   progress: Progress | None = None) -> np.ndarray:
+    """Blended class probabilities ``(X, Y, Z, K)`` float32 of a ``(X, Y, Z, C)`` volume, any size.
+
+    Every window is a cube of ``window`` voxels (rounded down to a multiple of ``multiple``), so
+    the network sees one input shape only (one trace or compilation); an axis shorter than that
+    is zero-padded at its far end. Windows overlap by ``overlap`` x ``window``, each runs alone
+    through ``model.predict_on_batch``, their outputs are blended with :func:`gaussian_weights`
+    and the padding is cut off again. ``progress`` gets the fraction of windows done after each.
+    """
+    window = max(multiple, window // multiple * multiple)
+    grid = volume.shape[:3]
+    pad = [(0, max(window - n, 0)) for n in grid]
+    if any(after for _, after in pad):
+        volume = np.pad(volume, (*pad, (0, 0)))
+    weights = gaussian_weights((window,) * 3)
+    corners = [(x, y, z) for x in window_starts(volume.shape[0], window, overlap)
+               for y in window_starts(volume.shape[1], window, overlap)
+               for z in window_starts(volume.shape[2], window, overlap)]
+    total = np.zeros(volume.shape[:3], dtype=np.float32)
+    blended = None
+    for done, corner in enumerate(corners, start=1):
+        box = tuple(slice(c, c + window) for c in corner)
+        probs = np.asarray(model.predict_on_batch(np.ascontiguousarray(volume[box], dtype=np.float32)[None]))[0]
+        if blended is None:
+            blended = np.zeros((*volume.shape[:3], probs.shape[-1]), dtype=np.float32)
+        blended[box] += probs * weights[..., None]
+        total[box] += weights
+        if progress is not None:
+            progress(done / len(corners))
+    blended /= total[..., None]
+    return blended[:grid[0], :grid[1], :grid[2]]
+
+
+def predict_classes_3d(model, volume: np.ndarray, window: int, multiple: int = 16,
+                       overlap: float = WINDOW_OVERLAP, progress: Progress | None = None,
+                       crop: bool = True) -> np.ndarray:
+    """Arg-max classes ``(X, Y, Z)`` uint8 for a normalised ``(X, Y, Z, 4)`` volume, 3D sliding window.
+
+    ``crop`` restricts the windows to the brain's 3D bounding box (:func:`bounding_box`, margin
+    :data:`BOX_MARGIN_3D`); everything outside it is background. ``multiple`` is the network's
+    down-sampling factor (the window side is rounded down to it). See :func:`sliding_window` for
+    the windows and their blending.
+    """
+    classes = np.zeros(volume.shape[:3], dtype=np.uint8)
+    nonzero = np.any(volume != 0, axis=3)
+    if not nonzero.any():
+        if progress is not None:
+            progress(1.0)
+        return classes
+    box = bounding_box(nonzero, BOX_MARGIN_3D) if crop else (slice(None),) * 3
+    del nonzero
+    probs = sliding_window(model, volume[box], window, multiple, overlap, progress)
+    classes[box] = probs.argmax(-1).astype(np.uint8)
+    return classes
+
+
+def card_dims(card: Mapping) -> int:
+    """2 or 3: the kind of BraTS model a card describes (a card without ``dims`` is 2D)."""
+    return int(card.get("dims", 2))
+
+
+def shipped_name(weights_dir: Path | None = None) -> str:
+    """The BraTS model the manifest ships: its one BraTS card of role ``shipped`` (the 2D
+    :data:`DEFAULT_MODEL` when that is one of several), else :data:`DEFAULT_MODEL`."""
+    try:
+        shipped = list(registry.models_by("brats", "shipped", weights_dir))
+    except (OSError, ValueError):
+        return DEFAULT_MODEL
+    if len(shipped) == 1 or (shipped and DEFAULT_MODEL not in shipped):
+        return shipped[0]
+    return DEFAULT_MODEL
+
+
+def model_problem(name: str | None = None, weights_dir: Path | None = None) -> str | None:
+    """Why the BraTS model ``name`` (default: the shipped one) cannot be used (not listed, file
+    missing), or ``None``.
 
     Cheap (no checksum, no deep-learning import), for a page to say so before anyone clicks;
     :meth:`VolumeSegmenter.load` still verifies the checksum.
     """
+    name = name or shipped_name(weights_dir)
     try:
         card = registry.model_card(name, weights_dir)
     except ModelUnavailable:
@@ -167,7 +292,8 @@ def model_problem(name: str = DEFAULT_MODEL, weights_dir: Path | None = None) ->
 class VolumeSegmenter:
     """The shipped BraTS model with its card and post-processing rules.
 
-    ``runner`` does the inference: the model's LiteRT export when current, else ``model`` (Keras).
+    ``runner`` does the inference: for a 2D model its LiteRT export when current, else ``model``
+    (Keras); a 3D model always runs on Keras.
     """
 
     def __init__(self, model, card: dict, name: str, sha256: str, runner=None):
@@ -175,10 +301,19 @@ class VolumeSegmenter:
         self.runner = model if runner is None else runner
 
     @classmethod
-    def load(cls, name: str = DEFAULT_MODEL, weights_dir: Path | None = None) -> "VolumeSegmenter":
+    def load(cls, name: str | None = None, weights_dir: Path | None = None) -> "VolumeSegmenter":
+        """The model ``name`` (default: the shipped one, :func:`shipped_name`) of ``weights_dir``."""
+        name = name or shipped_name(weights_dir)
         card = registry.model_card(name, weights_dir)
+        if card_dims(card) == 3:
+            model = registry.load_keras_model(name, weights_dir)
+            return cls(model, card, name, card["sha256"], model)
         model, runner = registry.load_model_and_runner(name, weights_dir)
         return cls(model, card, name, card["sha256"], runner)
+
+    @property
+    def dims(self) -> int:
+        return card_dims(self.card)
 
     @property
     def rules(self) -> VolumePostProcessing:
@@ -188,8 +323,18 @@ class VolumeSegmenter:
                 progress: Progress | None = None, crop: bool = True) -> np.ndarray:
         """BraTS labels (0, 1, 2, 4) ``(X, Y, Z)`` uint8 for the four modalities of one case.
 
-        Normalises, sweeps the axial slices (:func:`predict_classes`; ``progress`` gets the
-        fraction done) and applies the card's post-processing rules.
+        Normalises, runs the network (:meth:`predict`; ``progress`` gets the fraction done) and
+        applies the card's post-processing rules.
         """
-        classes = predict_classes(self.runner, normalise_case(images), progress=progress, crop=crop)
+        classes = self.predict(normalise_case(images), progress=progress, crop=crop)
         return postprocess_labels(CLASS_TO_LABEL[classes], spacing_mm, self.rules)
+
+    def predict(self, volume: np.ndarray, progress: Progress | None = None, crop: bool = True) -> np.ndarray:
+        """Classes ``(X, Y, Z)`` of a normalised volume: the axial sweep of a 2D model
+        (:func:`predict_classes`) or the sliding window of a 3D one (:func:`predict_classes_3d`,
+        window side, padding multiple and overlap from the card's ``input``)."""
+        if self.dims == 3:
+            spec = self.card["input"]
+            return predict_classes_3d(self.runner, volume, int(spec["window"]), int(spec.get("multiple", _MULTIPLE)),
+                                      float(spec.get("overlap", WINDOW_OVERLAP)), progress, crop)
+        return predict_classes(self.runner, volume, progress=progress, crop=crop)

@@ -8,7 +8,8 @@ Keras model on random inputs, and recorded in the model's card under ``runtime``
 and the sha256 of the Keras file it came from (a retrained model's old export is then ignored).
 Run it again after retraining; ``python -m core.registry`` re-renders the model cards. The
 converter is TensorFlow's: models trained on a GPU machine with JAX are exported here, on the
-TensorFlow install, once their ``.keras`` files are back.
+TensorFlow install, once their ``.keras`` files are back. 3D models (a card with ``"dims": 3``, the
+3D BraTS U-Net) are skipped: they run on Keras (:meth:`core.brats_model.VolumeSegmenter.load`).
 """
 from __future__ import annotations
 
@@ -28,9 +29,17 @@ COMMAND = "python -m core.export_runtime"
 
 
 def default_models(weights_dir: Path | None = None) -> list[str]:
-    """Keras models of the default roles, in manifest order."""
+    """Keras models of the default roles, in manifest order (3D models left out: :func:`is_3d`)."""
     return [name for name, card in registry.load_manifest(weights_dir)["models"].items()
-            if card.get("role") in DEFAULT_ROLES and str(card.get("file", "")).endswith(".keras")]
+            if card.get("role") in DEFAULT_ROLES and str(card.get("file", "")).endswith(".keras")
+            and not is_3d(card)]
+
+
+def is_3d(card: dict[str, Any]) -> bool:
+    """A 3D model: not exported (it runs on Keras by a sliding window)."""
+    from core.brats_model import card_dims
+
+    return card_dims(card) == 3
 
 
 def probe_input(model: Any, free_side: int = 64, batch: int = 2, seed: int = 0) -> np.ndarray:
@@ -49,8 +58,10 @@ def largest_difference(a: Any, b: Any) -> float:
 def export_model(name: str, weights_dir: Path | None = None) -> dict[str, Any]:
     """Convert, check and record one model; returns the card's new ``runtime`` entry."""
     weights_dir = weights_dir or config.WEIGHTS_DIR
-    model = registry.load_keras_model(name, weights_dir)
     card = registry.model_card(name, weights_dir)
+    if is_3d(card):
+        raise ValueError(f"{name} is a 3D model: it runs on Keras, not exported to LiteRT")
+    model = registry.load_keras_model(name, weights_dir)
     content = runtime.export_flatbuffer(model)
     x = probe_input(model)
     diff = largest_difference(runtime.LiteModel(content).predict_on_batch(x), model.predict_on_batch(x))
@@ -72,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="weights folder (default weights/)")
     args = parser.parse_args(argv)
     names = args.models or default_models(args.weights)
+    for name in [n for n in names if is_3d(registry.model_card(n, args.weights))]:
+        print(f"{name}: skipped (a 3D model runs on Keras, not LiteRT)")
+    names = [n for n in names if not is_3d(registry.model_card(n, args.weights))]
     for name in names:
         entry = export_model(name, args.weights)
         print(f"{name}: {entry['file']} {entry['size_bytes'] / 2**20:.1f} MiB, "

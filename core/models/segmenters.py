@@ -106,8 +106,16 @@ def resunet(input_size: int = 256, channels: int = 1, num_classes: int = 1, base
     return keras.Model(inputs, _output(x, num_classes), name="resunet")
 
 
-def unet3d(input_size: int = 128, channels: int = 4, num_classes: int = 4, base: int = 8, depth: int = 3) -> keras.Model:
-    """3D U-Net (Çiçek et al. 2016) for ``(D, H, W, C)`` crops; softmax over ``num_classes``."""
+def unet3d(input_size: int | None = 128, channels: int = 4, num_classes: int = 4, base: int = 8,
+           depth: int = 3) -> keras.Model:
+    """3D U-Net (Çiçek et al. 2016) for ``(D, H, W, C)`` volumes; softmax over ``num_classes``.
+
+    Two 3x3x3 convolutions with batch normalisation and ReLU per level, max-pooling down and
+    2x2x2 transposed convolutions up. ``input_size=None`` accepts any ``D, H, W`` that are
+    multiples of ``2**depth`` (sliding-window inference runs such windows).
+    """
+    if input_size is not None and input_size % 2**depth:
+        raise ValueError(f"input_size {input_size} is not a multiple of 2**depth = {2**depth}")
     inputs = keras.Input((input_size, input_size, input_size, channels), name="volume")
     skips, x = [], inputs
     for level in range(depth):
