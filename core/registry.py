@@ -200,8 +200,39 @@ def render_model_cards(weights_dir: Path | None = None) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
-    """``python -m core.registry``: verify every checksum and rewrite MODEL_CARDS.md."""
+def promote(name: str, source: Path, weights_dir: Path | None = None) -> dict[str, Any]:
+    """Copy a model trained into another folder (e.g. a GPU run's ``--out``) into ``weights_dir``:
+    its file and training log, and its card with ``promoted_from`` naming the source folder.
+
+    The previous card's LiteRT export is dropped (re-export with ``python -m core.export_runtime``).
+    """
+    import shutil
+
+    weights_dir = weights_dir or config.WEIGHTS_DIR
+    card = model_card(name, source)
+    verified_path(name, source)
+    shutil.copy2(source / card["file"], weights_dir / card["file"])
+    if card.get("log") and (source / card["log"]).is_file():
+        (weights_dir / card["log"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / card["log"], weights_dir / card["log"])
+    card = {k: v for k, v in card.items() if k not in ("sha256", "size_bytes", "runtime")}
+    return record_model(name, {**card, "promoted_from": str(source)}, weights_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m core.registry``: verify every checksum and rewrite MODEL_CARDS.md;
+    ``python -m core.registry promote NAME --from DIR``: copy a model trained elsewhere in first."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m core.registry", description=main.__doc__)
+    sub = p.add_subparsers(dest="command")
+    promote_args = sub.add_parser("promote", help="copy a model (file, log, card) from another weights folder")
+    promote_args.add_argument("name")
+    promote_args.add_argument("--from", dest="source", type=Path, required=True)
+    args = p.parse_args(argv)
+    if args.command == "promote":
+        card = promote(args.name, args.source)
+        print(f"promoted {args.name} from {args.source} (sha256 {card['sha256'][:12]})")
     manifest = load_manifest()
     for name in manifest["models"]:
         verified_path(name)

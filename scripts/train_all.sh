@@ -10,12 +10,16 @@ export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 python -m core.train.classifier --model efficientnet_compact --size 128 --epochs 30
 python -m core.train.classifier --model mobilenet_compact --size 128 --epochs 30
 python -m core.train.classifier --model densenet_compact --size 128 --epochs 20 --max-minutes 32
-python -m core.train.classifier --model resnet_compact --size 128 --epochs 18 --max-minutes 45
+# resnet_compact and the comparison U-Net ran on an H100 with Keras on JAX (KERAS_BACKEND=jax) in
+# scripts/gpu_train_2d.sh, beside other jobs, on data carried by scripts/gpu_data.py, and were copied
+# in with their cards by `core.registry promote`. On a CPU: drop --out and give --max-minutes hours.
+python -m core.train.classifier --model resnet_compact --size 128 --epochs 60 --max-minutes 6.5 --out runs/gpu/shipped
+python -m core.registry promote resnet_compact --from runs/gpu/shipped
 python -m core.train.ensemble --members resnet_compact mobilenet_compact densenet_compact efficientnet_compact
 python -m core.train.segmenter --model resunet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 95
 python -m core.train.tune_segmenter --model resunet
-python -m core.train.segmenter --model unet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 85 --workers 1
-python -m core.train.tune_segmenter --model unet
+python -m core.train.segmenter --model unet --size 256 --crop 0 --base 12 --batch 16 --epochs 150 --max-minutes 6.5 --out runs/gpu/segmenters
+python -m core.registry promote unet --from runs/gpu/segmenters
 python -m core.train.segmenter --model attention_unet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 85 --workers 1
 python -m core.train.tune_segmenter --model attention_unet
 python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110

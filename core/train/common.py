@@ -127,7 +127,8 @@ def relative_to_repo(path: Path) -> str:
     from core import config
 
     path = Path(path).resolve()
-    for base, label in ((config.REPO_ROOT, ""), (config.data_dir(), "$BTD_DATA_DIR/")):
+    # the data folder first: on a GPU machine it is unpacked inside the repo (scripts/gpu_data.py)
+    for base, label in ((config.data_dir(), "$BTD_DATA_DIR/"), (config.REPO_ROOT, "")):
         if base is not None:
             try:
                 return label + str(path.relative_to(Path(base).resolve()))

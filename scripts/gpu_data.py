@@ -1,0 +1,188 @@
+"""Carry the 2D training data to a GPU machine that cannot reach ``$BTD_DATA_DIR``.
+
+    python scripts/gpu_data.py pack --out .carry          # here, with the public data
+    python scripts/gpu_data.py unpack .carry --to DATA    # there, before `scripts/gpu_train_2d.sh`
+    python scripts/gpu_data.py pack-brats --out .carry3d  # the BraTS training/validation cases
+    python scripts/gpu_data.py unpack-brats .carry3d --to DATA
+
+``pack`` stores the preprocessed arrays the training CLIs load (``core.datasets``), encoded as
+WebP: the 4-class Training split at 128 px lossy (quality 90, 16 MB; training input only), the
+Testing split lossless (so evaluation there sees exactly the pixels it sees here), and the
+figshare slices at 256 px lossy with bit-packed masks. ``unpack`` rebuilds the dataset folder
+layout with empty placeholder files and writes the decoded arrays into ``core.datasets``' cache
+under those placeholders' keys, so every CLI runs unchanged with ``BTD_DATA_DIR=DATA``.
+Only derived arrays travel, never into the repository (``.carry/`` is git-ignored).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core import config  # noqa: E402
+from core.datasets import _cache_path, list_classification, list_segmentation, load_classification, load_segmentation  # noqa: E402
+
+CLS_SIZE, SEG_SIZE = 128, 256
+LOSSLESS = 101  # OpenCV's WebP quality above 100 means lossless
+
+
+def _encode(images: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
+    chunks = [cv2.imencode(".webp", im, [cv2.IMWRITE_WEBP_QUALITY, quality])[1].ravel() for im in images]
+    offsets = np.cumsum([0] + [len(c) for c in chunks])
+    return np.concatenate(chunks), offsets
+
+
+def _decode(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    return np.stack([cv2.imdecode(blob[a:b], cv2.IMREAD_GRAYSCALE) for a, b in zip(offsets[:-1], offsets[1:])])
+
+
+def pack(data: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    for split, quality in (("Training", 90), ("Testing", LOSSLESS)):
+        root = data / "brain_mri_4class" / split
+        x, labels, paths = load_classification(root, CLS_SIZE)
+        arrays[f"{split}_names"] = np.array([p.relative_to(root).as_posix() for p in paths])
+        arrays[f"{split}_blob"], arrays[f"{split}_offsets"] = _encode(x, quality)
+        if quality == LOSSLESS:
+            assert np.array_equal(_decode(arrays[f"{split}_blob"], arrays[f"{split}_offsets"]), x)
+    np.savez_compressed(out / "cls.npz", **arrays)
+    root = data / "figshare_3064"
+    listing = list_segmentation(root)
+    x, y = load_segmentation(listing, SEG_SIZE)
+    blob, offsets = _encode(x, 90)
+    np.savez_compressed(out / "seg.npz", index=np.frombuffer((root / "index.csv").read_bytes(), np.uint8),
+             blob=blob, offsets=offsets, masks=np.packbits(y), shape=np.array(y.shape))
+    for f in sorted(out.glob("*.npz")):
+        print(f"{f.name}: {f.stat().st_size / 1e6:.1f} MB")
+
+
+def pack_brats(data: Path, out: Path) -> None:
+    """The BraTS cases a model may train or validate on (the shipped card's split minus its
+    test cases, which stay here), losslessly: LZMA-compressed arrays plus affines."""
+    import lzma
+
+    import nibabel as nib
+
+    from core.registry import model_card
+    from core.train.brats import list_cases, split_cases
+
+    cfg = model_card("unet2d_brats")["config"]
+    train, val, _ = split_cases(list_cases(data / "brats"), cfg["test_cases"], cfg["val_cases"], cfg["seed"])
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in train + val:
+        arrays: dict[str, np.ndarray] = {}
+        for path in sorted(folder.glob("*.nii*")):
+            image = nib.load(path)
+            data_ = np.asarray(image.dataobj)
+            key = path.name.split(".")[0]
+            arrays[key] = np.frombuffer(lzma.compress(data_.tobytes(), preset=9), np.uint8)
+            arrays[key + "__meta"] = np.array([str(data_.dtype), ",".join(map(str, data_.shape))])
+            arrays[key + "__affine"] = image.affine
+        np.savez(out / f"{folder.name}.npz", **arrays)
+    total = sum(f.stat().st_size for f in out.glob("*.npz"))
+    print(f"brats: {len(train) + len(val)} cases, {total / 1e6:.1f} MB")
+
+
+def unpack_brats(carry: Path, to: Path) -> None:
+    """Write each packed case back as NIfTI files under ``to/brats/<case>/``."""
+    import lzma
+
+    import nibabel as nib
+
+    for pack_file in sorted(carry.glob("*.npz")):
+        folder = to / "brats" / pack_file.stem
+        folder.mkdir(parents=True, exist_ok=True)
+        with np.load(pack_file) as arrays:
+            for key in [k for k in arrays.files if "__" not in k]:
+                dtype, shape = arrays[key + "__meta"]
+                volume = np.frombuffer(lzma.decompress(arrays[key].tobytes()), dtype=str(dtype))
+                volume = volume.reshape(tuple(int(v) for v in str(shape).split(",")))
+                nib.save(nib.Nifti1Image(volume, arrays[key + "__affine"]), folder / f"{key}.nii.gz")
+    print(f"brats: {len(list(carry.glob('*.npz')))} cases", flush=True)
+
+
+def _placeholders(root: Path, names) -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+
+
+def _write_cache(kind: str, paths: list[Path], params: str, arrays: dict[str, np.ndarray]) -> None:
+    target = _cache_path(kind, paths, params)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(target, **arrays)
+
+
+def unpack(carry: Path, to: Path, every: int = 1) -> None:
+    """Rebuild the layout and caches under ``to``; ``every`` > 1 keeps every n-th item (a quick check)."""
+    with np.load(carry / "cls.npz") as cls:
+        for split in ("Training", "Testing"):
+            root = to / "brain_mri_4class" / split
+            names = [str(n) for n in cls[f"{split}_names"]][::every]
+            _placeholders(root, names)
+            x = _decode(cls[f"{split}_blob"], cls[f"{split}_offsets"])[::every]
+            listing = list_classification(root)
+            order = {n: i for i, n in enumerate(names)}
+            x = x[[order[p.relative_to(root).as_posix()] for p in listing.paths]]
+            _write_cache("cls", listing.paths, f"size={CLS_SIZE};v1", {"x": x})
+            print(f"{split}: {len(x)} images", flush=True)
+    with np.load(carry / "seg.npz") as seg:
+        root = to / "figshare_3064"
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "index.csv").write_bytes(seg["index"].tobytes())
+        with (root / "index.csv").open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        keep = np.arange(len(rows))[::every]
+        if every > 1:
+            with (root / "index.csv").open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows[i] for i in keep)
+            rows = [rows[i] for i in keep]
+        _placeholders(root, [r["image"] for r in rows] + [r["mask"] for r in rows])
+        listing = list_segmentation(root)
+        shape = tuple(int(v) for v in seg["shape"])
+        masks = np.unpackbits(seg["masks"])[:int(np.prod(shape))].reshape(shape).astype(bool)
+        _write_cache("seg", listing.images, f"size={SEG_SIZE};v1",
+                     {"x": _decode(seg["blob"], seg["offsets"])[keep], "y": masks[keep]})
+        print(f"figshare: {len(keep)} slices", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("pack")
+    a.add_argument("--out", type=Path, default=Path(".carry"))
+    b = sub.add_parser("unpack")
+    b.add_argument("carry", type=Path)
+    b.add_argument("--to", type=Path, required=True)
+    b.add_argument("--every", type=int, default=1, help="keep every n-th image (a quick check)")
+    c = sub.add_parser("pack-brats")
+    c.add_argument("--out", type=Path, default=Path(".carry3d"))
+    d = sub.add_parser("unpack-brats")
+    d.add_argument("carry", type=Path)
+    d.add_argument("--to", type=Path, required=True)
+    args = p.parse_args(argv)
+    data = config.data_dir()
+    if args.cmd.startswith("pack") and data is None:
+        raise SystemExit("no data: set BTD_DATA_DIR")
+    if args.cmd == "pack":
+        pack(data, args.out)
+    elif args.cmd == "pack-brats":
+        pack_brats(data, args.out)
+    elif args.cmd == "unpack-brats":
+        unpack_brats(args.carry, args.to)
+    else:
+        unpack(args.carry, args.to, args.every)
+
+
+if __name__ == "__main__":
+    main()
