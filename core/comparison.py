@@ -48,8 +48,9 @@ STATUS_TEXT: dict[str, str] = {
     "weights_missing": "card present, weights file missing here",
 }
 CLASSIFIER_RECIPE = "--size 128 --epochs 30"
-#: Where GPU runs write their (large, non-shipping) weights; the artifacts command reads them with --weights.
-GPU_RUNS = "runs/comparison"
+#: Where GPU runs write their (large, non-shipping) weights (``scripts/gpu_train_2d.sh RUNS`` with
+#: RUNS = runs/gpu); the artifacts command reads them with --weights.
+GPU_RUNS = "runs/gpu/comparison"
 TASKS = ("classification", "segmentation", "brats")
 ARTIFACTS_COMMAND = "python -m core.evaluate artifacts --out weights/eval"
 

@@ -120,10 +120,11 @@ def show_pending(task: str) -> None:
         return
     st.markdown("**Runs waiting** — these models have no evaluation artifacts yet:")
     if any(MODELS[r["name"]]["status"] == "awaiting_gpu" for r in runs):
-        st.caption("Training these keras.applications backbones from scratch needs a GPU; their weights are too large "
-                   f"to ship, so the runs write to `{comparison.GPU_RUNS}/` and only their artifacts, logs and cards are "
-                   "committed. Their parameters and CPU latency above are measured on the untrained architecture "
-                   "(same compute). No smaller stand-in is shown under their names.")
+        st.caption("Training these keras.applications backbones from scratch needs a GPU (`scripts/gpu_train_2d.sh` "
+                   "queues them on one); their weights are too large to ship, so the runs write to "
+                   f"`{comparison.GPU_RUNS}/` and only their artifacts, logs and cards are committed. Their parameters "
+                   "and CPU latency above are measured on the untrained architecture (same compute). No smaller "
+                   "stand-in and no run stopped after its first epoch is shown under their names.")
     for run in runs:
         st.markdown(f"- **{run['label']}** (`{run['name']}`): {run['status']}")
         st.code("\n".join(run["commands"]), language="bash")
@@ -203,7 +204,7 @@ with tabs[1]:
                f"{summary.get('segmentation_spacing_mm', 0.98)} mm per pixel (mean over images where both masks "
                "are non-empty). Dice CI: bootstrap over patients, so slices of one patient move together. "
                "The de-duplication toggle concerns the classification test only. Epochs marked * were cut by "
-               "the wall-time budget on the 2-core CPU (the learning rate annealed within it); models trained "
+               "the wall-time budget (on the 2-core CPU or the GPU lease; the learning rate annealed within it); models trained "
                "for fewer epochs than their rivals are not beaten on merit alone, so compare the training curves too.")
     per_class = comparison.segmentation_class_table(summary)
     if not per_class.empty:
