@@ -130,6 +130,20 @@ def _cache_path(kind: str, paths: list[Path], params: str) -> Path:
     return config.CACHE_DIR / f"{kind}-{digest.hexdigest()[:16]}.npz"
 
 
+def _params(size: int) -> str:
+    return f"size={size};v1"
+
+
+def seed_cache(kind: str, paths: list[Path], size: int, arrays: dict[str, np.ndarray]) -> Path:
+    """Store ``arrays`` as what :func:`load_classification` (``kind`` "cls": ``x``) or
+    :func:`load_segmentation` ("seg": ``x`` and ``y``) would build for ``paths`` at ``size``, so a
+    machine that only received the decoded arrays (``scripts/gpu_data.py``) never reads the images."""
+    target = _cache_path(kind, paths, _params(size))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(target, **arrays)
+    return target
+
+
 def _cached(kind: str, paths: list[Path], params: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     path = _cache_path(kind, paths, params)
     if path.is_file():
@@ -156,7 +170,7 @@ def load_classification(root: str | Path, size: int, progress: Callable[[int, in
                 progress(i + 1, len(listing))
         return {"x": out}
 
-    arrays = _cached("cls", listing.paths, f"size={size};v1", build)
+    arrays = _cached("cls", listing.paths, _params(size), build)
     return arrays["x"], listing.labels, listing.paths
 
 
@@ -171,7 +185,7 @@ def load_segmentation(listing: SegmentationSet, size: int) -> tuple[np.ndarray, 
             masks[i] = resize(read_mask(mp).astype(np.uint8), size, is_mask=True) > 0
         return {"x": imgs, "y": masks}
 
-    arrays = _cached("seg", listing.images, f"size={size};v1", build)
+    arrays = _cached("seg", listing.images, _params(size), build)
     return arrays["x"], arrays["y"]
 
 

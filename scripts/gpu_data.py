@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import config  # noqa: E402
-from core.datasets import _cache_path, list_classification, list_segmentation, load_classification, load_segmentation  # noqa: E402
+from core.datasets import list_classification, list_segmentation, load_classification, load_segmentation, seed_cache  # noqa: E402
 
 CLS_SIZE, SEG_SIZE = 128, 256
 LOSSLESS = 101  # OpenCV's WebP quality above 100 means lossless
@@ -115,12 +115,6 @@ def _placeholders(root: Path, names) -> None:
         path.touch(exist_ok=True)
 
 
-def _write_cache(kind: str, paths: list[Path], params: str, arrays: dict[str, np.ndarray]) -> None:
-    target = _cache_path(kind, paths, params)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(target, **arrays)
-
-
 def unpack(carry: Path, to: Path, every: int = 1) -> None:
     """Rebuild the layout and caches under ``to``; ``every`` > 1 keeps every n-th item (a quick check)."""
     with np.load(carry / "cls.npz") as cls:
@@ -132,7 +126,7 @@ def unpack(carry: Path, to: Path, every: int = 1) -> None:
             listing = list_classification(root)
             order = {n: i for i, n in enumerate(names)}
             x = x[[order[p.relative_to(root).as_posix()] for p in listing.paths]]
-            _write_cache("cls", listing.paths, f"size={CLS_SIZE};v1", {"x": x})
+            seed_cache("cls", listing.paths, CLS_SIZE, {"x": x})
             print(f"{split}: {len(x)} images", flush=True)
     with np.load(carry / "seg.npz") as seg:
         root = to / "figshare_3064"
@@ -151,7 +145,7 @@ def unpack(carry: Path, to: Path, every: int = 1) -> None:
         listing = list_segmentation(root)
         shape = tuple(int(v) for v in seg["shape"])
         masks = np.unpackbits(seg["masks"])[:int(np.prod(shape))].reshape(shape).astype(bool)
-        _write_cache("seg", listing.images, f"size={SEG_SIZE};v1",
+        seed_cache("seg", listing.images, SEG_SIZE,
                      {"x": _decode(seg["blob"], seg["offsets"])[keep], "y": masks[keep]})
         print(f"figshare: {len(keep)} slices", flush=True)
 
