@@ -122,3 +122,31 @@ def test_promote_refuses_a_file_that_does_not_match_its_card(tmp_path: Path):
     with pytest.raises(registry.ModelUnavailable):
         registry.promote("tiny", source, target)
     assert not (target / "tiny.keras").exists()
+
+
+def test_gpu_queue_runs_each_job_once_and_marks_it_done(tmp_path: Path):
+    """scripts/gpu_train_2d.sh with a stand-in interpreter (echo): every named job runs with the
+    shared recipe and leaves its log and exit status; an unknown job name is refused."""
+    import subprocess
+    import time
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": "echo"}
+    script = ROOT / "scripts" / "gpu_train_2d.sh"
+    runs = tmp_path / "runs"
+    out = subprocess.run(["bash", str(script), str(runs), "2", "2", "resnet_compact", "unet", "vgg19"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "queued 3 jobs" in out.stdout
+    deadline = time.monotonic() + 30
+    while len(list((runs / "done").glob("*"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sorted(p.name for p in (runs / "done").iterdir()) == ["resnet_compact", "unet", "vgg19"]
+    assert all((runs / "done" / n).read_text().strip() == "0" for n in ("resnet_compact", "unet", "vgg19"))
+    unet = (runs / "logs" / "unet.log").read_text()
+    assert "-m core.train.segmenter" in unet and "--model unet" in unet and "--crop 0" in unet
+    assert f"--out {runs}/segmenters" in unet and "--max-minutes 2" in unet
+    vgg = (runs / "logs" / "vgg19.log").read_text()
+    assert "--model vgg19" in vgg and "--epochs 30" in vgg and f"--out {runs}/comparison" in vgg
+
+    bad = subprocess.run(["bash", str(script), str(runs), "2", "2", "no_such_model"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown job no_such_model" in bad.stdout
