@@ -83,9 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="weights folder (default weights/)")
     args = parser.parse_args(argv)
     names = args.models or default_models(args.weights)
-    for name in [n for n in names if is_3d(registry.model_card(n, args.weights))]:
+    skipped = [n for n in names if is_3d(registry.model_card(n, args.weights))]
+    for name in skipped:
         print(f"{name}: skipped (a 3D model runs on Keras, not LiteRT)")
-    names = [n for n in names if not is_3d(registry.model_card(n, args.weights))]
+    names = [n for n in names if n not in skipped]
     for name in names:
         entry = export_model(name, args.weights)
         print(f"{name}: {entry['file']} {entry['size_bytes'] / 2**20:.1f} MiB, "

@@ -64,19 +64,19 @@ def pack(data: Path, out: Path) -> None:
 
 
 def pack_brats(data: Path, out: Path) -> None:
-    """The BraTS cases a model may train or validate on (the shipped card's split minus its
-    test cases, which stay here), losslessly: LZMA-compressed arrays plus affines."""
+    """The BraTS cases a model may train or validate on: the training and validation cases the
+    shipped card records (what ``core.train.brats --split-like unet2d_brats`` reads; its test cases
+    stay here), losslessly: LZMA-compressed arrays plus affines."""
     import lzma
 
     import nibabel as nib
 
     from core.registry import model_card
-    from core.train.brats import list_cases, split_cases
 
-    cfg = model_card("unet2d_brats")["config"]
-    train, val, _ = split_cases(list_cases(data / "brats"), cfg["test_cases"], cfg["val_cases"], cfg["seed"])
+    split = model_card("unet2d_brats")["split_cases"]
+    folders = [data / "brats" / name for name in split["train"] + split["val"]]
     out.mkdir(parents=True, exist_ok=True)
-    for folder in train + val:
+    for folder in folders:
         arrays: dict[str, np.ndarray] = {}
         for path in sorted(folder.glob("*.nii*")):
             image = nib.load(path)
@@ -87,7 +87,7 @@ def pack_brats(data: Path, out: Path) -> None:
             arrays[key + "__affine"] = image.affine
         np.savez(out / f"{folder.name}.npz", **arrays)
     total = sum(f.stat().st_size for f in out.glob("*.npz"))
-    print(f"brats: {len(train) + len(val)} cases, {total / 1e6:.1f} MB")
+    print(f"brats: {len(folders)} cases, {total / 1e6:.1f} MB")
 
 
 def unpack_brats(carry: Path, to: Path) -> None:
