@@ -1,0 +1,105 @@
+"""The Analyse page's third input: a held-out slice of the public datasets, and its ground truth.
+
+Lists come from :mod:`core.heldout` (cached per data folder: they hold paths only, nothing of a
+user); the chosen file is read from the data folder, never copied. After the analysis the true
+class, and for figshare slices the expert's mask with the Dice of the model's mask, sit beside
+the result, so a student or a presenter can check the models on real scans they were not trained on.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import streamlit as st
+
+from core import config
+from core.datasets import DatasetError
+from core.heldout import FIGSHARE_SPACING_MM, HELD_OUT_SETS, HeldOutImage, held_out_images
+from core.metrics import dice
+from core.pipeline import SliceResult
+from core.viz import overlay_mask
+
+ALL_CLASSES = "all classes"
+
+
+@st.cache_data(show_spinner="Listing the held-out images…")
+def cached_images(which: str, data_dir: str) -> list[HeldOutImage]:
+    """:func:`core.heldout.held_out_images` of one set, cached per data folder."""
+    from pathlib import Path
+
+    return held_out_images(which, Path(data_dir))
+
+
+def no_data_help() -> None:
+    st.info("The public datasets are not on this machine. To try the models on real held-out scans, set the "
+            "environment variable `BTD_DATA_DIR` to the folder holding `brain_mri_4class/` (Nickparvar 2021, Kaggle) "
+            "and `figshare_3064/` (Cheng et al. 2017, figshare) — it defaults to `../shared/data` beside the "
+            "repository — and restart the app. See the README's *Data* section.", icon=":material/folder_off:")
+
+
+def _pick_random(count: int) -> None:
+    st.session_state["an_ho_index"] = random.randint(1, count)
+
+
+def choose_held_out() -> tuple[bytes, str, HeldOutImage] | None:
+    """Set, class and image pickers; ``(bytes, file name, item)`` of the chosen slice, or ``None``."""
+    data_dir = config.data_dir()
+    if data_dir is None:
+        no_data_help()
+        return None
+    which = st.selectbox("Held-out set", list(HELD_OUT_SETS), format_func=HELD_OUT_SETS.get, key="an_ho_set")
+    try:
+        images = cached_images(which, str(data_dir))
+    except DatasetError as err:
+        st.warning(f"This set cannot be listed: {err}")
+        return None
+    classes = [ALL_CLASSES] + [c for c in config.CLASS_NAMES if any(im.label == c for im in images)]
+    left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
+    chosen_class = left.selectbox("True class", classes, key="an_ho_class",
+                                  format_func=lambda c: c if c == ALL_CLASSES else config.CLASS_LABELS[c])
+    shown = images if chosen_class == ALL_CLASSES else [im for im in images if im.label == chosen_class]
+    if st.session_state.get("an_ho_index", 1) > len(shown):
+        st.session_state["an_ho_index"] = 1
+    index = middle.number_input(f"Image (1–{len(shown)})", min_value=1, max_value=len(shown), step=1,
+                                key="an_ho_index")
+    right.button("Random", key="an_ho_random", on_click=_pick_random, args=(len(shown),),
+                 icon=":material/casino:")
+    item = shown[int(index) - 1]
+    patient = f" · patient {item.patient}" if item.patient else ""
+    st.info(f"**Real held-out scan** from the public data folder: `{item.relative}` — true class "
+            f"**{config.CLASS_LABELS[item.label]}**{patient}. It is read from disk and never stored by the app.",
+            icon=":material/folder_open:")
+    if item.mask is not None:
+        st.caption(f"figshare files state no pixel spacing; the dataset notes give about {FIGSHARE_SPACING_MM} mm "
+                   "per pixel at this size. Enter it in the sidebar to measure in millimetres.")
+    return item.path.read_bytes(), item.path.name, item
+
+
+def show_ground_truth(item: HeldOutImage, image: np.ndarray, result: SliceResult, opacity: float) -> None:
+    """The true class against the decision and, with an expert mask, truth and model mask side by side."""
+    st.subheader("Against the ground truth")
+    truth = config.CLASS_LABELS[item.label]
+    if result.decision == item.label:
+        st.success(f"The ensemble's decision, **{result.decision_label}**, matches the true class.",
+                   icon=":material/check_circle:")
+    else:
+        st.error(f"The ensemble says **{result.decision_label}**; the true class is **{truth}**.",
+                 icon=":material/cancel:")
+    expert = item.expert_mask()
+    if expert is None:
+        return
+    if expert.shape != image.shape:
+        st.warning(f"The expert mask ({expert.shape[1]}×{expert.shape[0]}) does not match the image "
+                   f"({image.shape[1]}×{image.shape[0]}); no Dice is computed.")
+        return
+    left, right = st.columns(2)
+    left.image(overlay_mask(image, expert, "fill", opacity), caption="Expert mask (figshare)", width="stretch")
+    if not result.segmented or result.mask is None:
+        right.info("The slice was not segmented (no tumour found). Tick *Segment even when no tumour is found* in "
+                   "the sidebar to compare the masks.")
+        return
+    score = dice(result.mask, expert)
+    right.image(overlay_mask(image, result.mask, "fill", opacity, colour=(230, 30, 30)),
+                caption=f"Model mask · Dice {score:.3f}", width="stretch")
+    st.metric("Dice, model mask vs expert mask", f"{score:.3f}",
+              help="2|A∩B| / (|A|+|B|) on this slice's pixel grid; 1 = identical masks.")
