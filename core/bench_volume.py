@@ -100,7 +100,7 @@ def stand_in_segmenter(reason: str, shape: dict):
     from core.brats_model import MODALITIES, VolumeSegmenter
     from core.models.segmenters import build_segmenter
 
-    card: dict = {"postprocessing_rules": {}}
+    card: dict = {"postprocessing_rules": {}, "sha256": "untrained"}
     kind = "unet"
     if shape["dims"] == 3:
         kind = "unet3d"
@@ -111,7 +111,7 @@ def stand_in_segmenter(reason: str, shape: dict):
     extra = f" window={shape['window']} overlap={shape['overlap']:g}" if shape["dims"] == 3 else ""
     print(f"model: untrained stand-in, {kind} base={shape['base']} depth={shape['depth']}{extra} "
           f"({model.count_params():,} parameters) — {reason}")
-    return VolumeSegmenter(model, card, "stand-in (untrained)", "-")
+    return VolumeSegmenter("stand-in (untrained)", model, card)
 
 
 def shipped_or_stand_in(args: argparse.Namespace):

@@ -289,16 +289,12 @@ def model_problem(name: str | None = None, weights_dir: Path | None = None) -> s
     return None
 
 
-class VolumeSegmenter:
-    """The shipped BraTS model with its card and post-processing rules.
+class VolumeSegmenter(registry.LoadedModel):
+    """The shipped BraTS model (:class:`~core.registry.LoadedModel`) with its post-processing rules.
 
     ``runner`` does the inference: for a 2D model its LiteRT export when current, else ``model``
     (Keras); a 3D model always runs on Keras.
     """
-
-    def __init__(self, model, card: dict, name: str, sha256: str, runner=None):
-        self.model, self.card, self.name, self.sha256 = model, card, name, sha256
-        self.runner = model if runner is None else runner
 
     @classmethod
     def load(cls, name: str | None = None, weights_dir: Path | None = None) -> "VolumeSegmenter":
@@ -306,10 +302,8 @@ class VolumeSegmenter:
         name = name or shipped_name(weights_dir)
         card = registry.model_card(name, weights_dir)
         if card_dims(card) == 3:
-            model = registry.load_keras_model(name, weights_dir)
-            return cls(model, card, name, card["sha256"], model)
-        model, runner = registry.load_model_and_runner(name, weights_dir)
-        return cls(model, card, name, card["sha256"], runner)
+            return cls(name, registry.load_keras_model(name, weights_dir), card)
+        return super().load(name, weights_dir)
 
     @property
     def dims(self) -> int:

@@ -10,34 +10,16 @@ import numpy as np
 from core import config
 from core.ensemble import StackingEnsemble
 from core.preprocess import classifier_input
-from core.registry import load_model_and_runner, model_card, models_by, verified_path
+from core.registry import LoadedModel, model_card, models_by, verified_path
 
 ENSEMBLE_NAME = "stacking_ensemble"
 #: Test-time augmentations of the members: none, or averaging with the left-right mirror.
 TTA_MODES = ("none", "hflip")
 
 
-@dataclass
-class Member:
-    """One loaded member: its Keras model (for Grad-CAM), card, and what runs its inference
-    (``runner``: the LiteRT export when current, else the Keras model itself)."""
-
-    name: str
-    model: Any
-    card: dict
-    runner: Any = None
-
-    def __post_init__(self) -> None:
-        if self.runner is None:
-            self.runner = self.model
-
-    @property
-    def on_keras(self) -> bool:
-        return self.runner is self.model
-
-    @property
-    def input_size(self) -> int:
-        return int(self.card["input"]["size"])
+class Member(LoadedModel):
+    """One loaded ensemble member (:class:`~core.registry.LoadedModel`): the Keras model serves
+    Grad-CAM, ``runner`` the probabilities."""
 
 
 def predict_batches(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -96,8 +78,7 @@ def predict_members(members: list[Member], x_by_size: dict[int, np.ndarray], tta
 
 
 def load_member(name: str, weights_dir: Path | None = None) -> Member:
-    model, runner = load_model_and_runner(name, weights_dir)
-    return Member(name, model, model_card(name, weights_dir), runner)
+    return Member.load(name, weights_dir)
 
 
 def member_inputs(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:

@@ -14,8 +14,9 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from core import config
 from core.errors import ModelUnavailable
@@ -159,6 +160,41 @@ def load_model_and_runner(name: str, weights_dir: Path | None = None) -> tuple[A
     parameter counts; the runner is its LiteRT export when usable (:func:`load_inference_model`)."""
     model = load_keras_model(name, weights_dir)
     return model, load_inference_model(name, model, weights_dir)
+
+
+@dataclass
+class LoadedModel:
+    """A manifest model in memory: its Keras ``model`` (gradients, parameter counts), its ``card``
+    and ``runner``, what runs its inference: the LiteRT export when current, else the Keras model."""
+
+    name: str
+    model: Any
+    card: dict
+    runner: Any = None
+
+    def __post_init__(self) -> None:
+        if self.runner is None:
+            self.runner = self.model
+
+    @classmethod
+    def load(cls, name: str, weights_dir: Path | None = None) -> Self:
+        """The checksum-verified model ``name`` of ``weights_dir`` with its card and runner."""
+        model, runner = load_model_and_runner(name, weights_dir)
+        return cls(name, model, model_card(name, weights_dir), runner)
+
+    @property
+    def on_keras(self) -> bool:
+        return self.runner is self.model
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square input (2D slice models; a BraTS card states its own input)."""
+        return int(self.card["input"]["size"])
+
+    @property
+    def sha256(self) -> str:
+        """The weight file's sha256 from the card (what results and reports are stamped with)."""
+        return str(self.card.get("sha256", ""))
 
 
 def verified_runtime_path(name: str, weights_dir: Path | None = None) -> Path:

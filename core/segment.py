@@ -13,6 +13,7 @@ import numpy as np
 from core.morphology import (fill_holes, foreground_box, keep_largest_component, keep_most_confident_component,
                              remove_small_components)
 from core.preprocess import pad_to_square, resize, to_unit_range
+from core.registry import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -102,32 +103,14 @@ def postprocess(prob: np.ndarray, spacing_mm: tuple[float, float] | None, rules:
     return out
 
 
-@dataclass
-class Segmenter:
-    """A loaded 2D segmenter with its card's input size and post-processing rules.
-
-    ``runner`` does the inference: the model's LiteRT export when current, else the Keras model.
-    """
-
-    name: str
-    model: object
-    card: dict
-    runner: object = None
-
-    def __post_init__(self) -> None:
-        if self.runner is None:
-            self.runner = self.model
+class Segmenter(LoadedModel):
+    """A loaded 2D segmenter (:class:`~core.registry.LoadedModel`) with its card's input size and
+    post-processing rules."""
 
     @classmethod
     def load(cls, name: str = "resunet", weights_dir=None) -> "Segmenter":
-        from core.registry import load_model_and_runner, model_card
+        return super().load(name, weights_dir)
 
-        model, runner = load_model_and_runner(name, weights_dir)
-        return cls(name, model, model_card(name, weights_dir), runner)
-
-    @property
-    def input_size(self) -> int:
-        return int(self.card["input"]["size"])
 
     @property
     def rules(self) -> PostProcessing:

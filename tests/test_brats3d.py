@@ -126,10 +126,10 @@ def test_segmenter_picks_2d_or_3d_from_the_card():
     images = {k: v for k, v in synthetic_brats_case((40, 36, 30), seed=3).items() if k != "seg"}
     model = PointwiseModel()
     card3d = {"dims": 3, "input": {"window": 16, "multiple": 8, "overlap": 0.25}, "postprocessing_rules": {}}
-    labels = VolumeSegmenter(model, card3d, "fake3d", "0" * 64).segment(images, (1.0, 1.0, 1.0))
+    labels = VolumeSegmenter("fake3d", model, card3d).segment(images, (1.0, 1.0, 1.0))
     assert labels.shape == (40, 36, 30) and set(np.unique(labels)) <= {0, 1, 2, 4}
     assert model.shapes and all(s[1:] == (16, 16, 16, 4) for s in model.shapes)
-    assert VolumeSegmenter(model, {}, "fake2d", "0" * 64).dims == 2   # a card without dims is 2D
+    assert VolumeSegmenter("fake2d", model, {}).dims == 2   # a card without dims is 2D
 
 
 # --------------------------------------------------------------------------- network, loss, data

@@ -106,7 +106,7 @@ def test_postprocess_drops_small_components_in_mm3():
 
 
 def test_segmenter_with_a_fake_network():
-    segmenter = VolumeSegmenter(RuleModel(), {"postprocessing_rules": {"min_component_mm3": 10.0}}, "fake", "0" * 64)
+    segmenter = VolumeSegmenter("fake", RuleModel(), {"postprocessing_rules": {"min_component_mm3": 10.0}})
     labels = segmenter.segment(phantom_images(), (1.0, 1.0, 1.0))
     assert labels.shape == SHAPE and labels.dtype == np.uint8
     assert set(np.unique(labels)) <= {0, 1, 2, 4} and (labels == 4).any()
@@ -199,7 +199,7 @@ def test_evaluate_brats_without_model_exits_2(tmp_path, monkeypatch, capsys):
 def test_bench_volume_result_line(monkeypatch, capsys):
     from core import bench_volume
 
-    fake = VolumeSegmenter(RuleModel(), {}, "fake", "0" * 64)
+    fake = VolumeSegmenter("fake", RuleModel(), {})
     monkeypatch.setattr(bench_volume, "shipped_or_stand_in", lambda force: (fake, False))
     line = bench_volume.main(["--shape", "48", "48", "32", "--stand-in"])
     assert line == capsys.readouterr().out.strip().splitlines()[-1]

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from core import config
+from core import config, registry
 from core.errors import ModelUnavailable
 from core.registry import file_sha256, load_manifest, verified_path
 
@@ -75,3 +75,16 @@ def test_concurrent_trainings_keep_every_card(tmp_path):
     models = load_manifest(tmp_path)["models"]
     assert len(models) == 80
     assert {c["sha256"] for c in models.values()} == {file_sha256(tmp_path / "w.bin")}
+
+
+def test_loaded_model_runs_on_its_export_and_is_stamped_with_its_card():
+    from core.classify import Member
+    from core.segment import Segmenter
+
+    member = Member.load("resnet_compact")
+    card = registry.model_card("resnet_compact")
+    assert member.card == card and member.sha256 == card["sha256"] and member.input_size == card["input"]["size"]
+    assert member.on_keras is ("runtime" not in card)       # a current LiteRT export runs the inference
+    stand_in = Segmenter("x", object(), {"input": {"size": 64}})
+    assert stand_in.runner is stand_in.model and stand_in.on_keras and stand_in.sha256 == ""
+    assert Segmenter.load().name == "resunet"
