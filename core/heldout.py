@@ -23,6 +23,9 @@ HELD_OUT_SETS: dict[str, str] = {
     "figshare": "figshare slices of the patients the segmenter held out (with the expert's tumour mask)",
 }
 
+#: Folder of each held-out set under the data folder (the ``data`` the evaluation artifacts name).
+SET_FOLDERS: dict[str, str] = {"testing": "brain_mri_4class/Testing", "figshare": "figshare_3064"}
+
 #: In-plane spacing of the stored figshare slices (about 0.49 mm at 512 px, resized to 256 px;
 #: the dataset notes give it, the JPEG files do not).
 FIGSHARE_SPACING_MM = 0.98
@@ -44,14 +47,14 @@ class HeldOutImage:
 
 
 def _testing(root: Path) -> list[HeldOutImage]:
-    folder = root / "brain_mri_4class" / "Testing"
+    folder = root / SET_FOLDERS["testing"]
     listing = list_classification(folder)
     return [HeldOutImage(p, config.CLASS_NAMES[int(k)], p.relative_to(folder).as_posix())
             for p, k in zip(listing.paths, listing.labels)]
 
 
 def _figshare(root: Path, test_fold: int) -> list[HeldOutImage]:
-    folder = root / "figshare_3064"
+    folder = root / SET_FOLDERS["figshare"]
     listing = list_segmentation(folder)
     if not listing.folds:
         raise DatasetError(f"{folder} has no patient-wise folds (index.csv with a 'fold' column)")
@@ -80,6 +83,17 @@ def held_out_images(which: str, data_dir: Path | None = None, test_fold: int | N
     if not images:
         raise DatasetError(f"no held-out images of the {which} set under {root}")
     return sorted(images, key=lambda im: (config.CLASS_NAMES.index(im.label), im.relative))
+
+
+def set_of_folder(dataset: str) -> str | None:
+    """The held-out set whose images live in ``dataset`` (a data-folder path as the artifacts name it)."""
+    wanted = Path(dataset.replace("$BTD_DATA_DIR/", "")).as_posix().strip("/")
+    return next((which for which, folder in SET_FOLDERS.items() if folder == wanted), None)
+
+
+def position_of(images: list[HeldOutImage], relative: str) -> int | None:
+    """Index of the image with path ``relative`` (inside its set's folder) in ``images``, or ``None``."""
+    return next((k for k, im in enumerate(images) if im.relative == relative), None)
 
 
 def shipped_test_fold(weights_dir: Path | None = None) -> int:

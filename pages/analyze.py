@@ -16,7 +16,7 @@ from core.morphology import feature_table
 from core.pipeline import AnalysisOptions, SliceResult
 from core.report import build_report, download_stem, features_csv, mask_png_bytes, png_bytes, report_json, report_pdf
 from core.viz import member_heatmap, overlay_heatmap, overlay_mask, probability_bars
-from ui.heldout import choose_held_out, show_ground_truth
+from ui.heldout import HELD_OUT_SOURCE, apply_request, choose_held_out, show_ground_truth
 from ui.navigation import ensure_app_navigation
 from ui.resources import analyzer_or_error, sample_catalogue, sample_bytes
 from ui.trust import calibration_note, show_caution, show_guard, show_training_match
@@ -32,11 +32,14 @@ st.write("Classify an MRI slice as glioma, meningioma, pituitary tumour or no tu
 
 
 # ----------------------------------------------------------------------------- input
-SOURCES = ["Synthetic sample", "Upload a file", "Held-out public image"]
+SOURCES = ["Synthetic sample", "Upload a file", HELD_OUT_SOURCE]
 
 
 def choose_input() -> tuple[bytes, str, bool, HeldOutImage | None] | None:
     """The chosen file's bytes, its name, whether it is a synthetic sample, and the held-out item it is."""
+    handed_over = apply_request()
+    if handed_over:
+        st.warning(handed_over)
     source = st.radio("Input", SOURCES, horizontal=True, key="an_source",
                       help="Held-out public image: a real scan from the public data folder (`BTD_DATA_DIR`) "
                            "that the models were not trained on, with its true class (and expert mask).")
@@ -45,7 +48,7 @@ def choose_input() -> tuple[bytes, str, bool, HeldOutImage | None] | None:
             "MRI slice: PNG, JPEG, TIFF, BMP, DICOM, or NIfTI (.nii / .nii.gz)",
             type=list(SUPPORTED_EXTENSIONS), key="an_upload")
         return (upload.getvalue(), upload.name, False, None) if upload else None
-    if source == "Held-out public image":
+    if source == HELD_OUT_SOURCE:
         picked = choose_held_out()
         return None if picked is None else (*picked[:2], False, picked[2])
     samples = [s for s in sample_catalogue() if s.get("kind") in {"slice", "volume"}]

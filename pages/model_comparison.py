@@ -11,6 +11,7 @@ from core import comparison, config
 from core import comparison_figures as figs
 from core.comparison import ARTIFACTS_COMMAND, SPLITS, ArtifactMissing
 from core.reported import SOURCES, reported_table
+from ui.heldout import offer_analysis
 from ui.navigation import ensure_app_navigation
 
 ensure_app_navigation()
@@ -313,6 +314,7 @@ def classification_errors() -> None:
     show_image_grid([(f, f"{row.path} · p({pred_class})={getattr(row, f'p_{pred_class}'):.3f}, "
                          f"p({true_class})={getattr(row, f'p_{true_class}'):.3f}")
                      for f, row in files[:limit] if f is not None])
+    offer_analysis(dataset, [row.path for f, row in files if f is not None], "mc_err_open")
 
 
 def segmentation_errors() -> None:
@@ -359,6 +361,7 @@ def segmentation_errors() -> None:
         left.image(overlay_mask(image, truth, "fill", 0.45), caption=f"truth · {row.image} ({row.label})")
         right.image(overlay_mask(image, pred, "fill", 0.45, colour=(230, 30, 30)),
                     caption=f"{name} prediction · Dice {row.dice:.3f}")
+    offer_analysis(dataset, list(rows["image"]), "mc_err_seg_open")
 
 
 with tabs[5]:

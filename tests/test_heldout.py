@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import config
 from core.datasets import DatasetError, read_mask
-from core.heldout import HELD_OUT_SETS, held_out_images, shipped_test_fold
+from core.heldout import HELD_OUT_SETS, held_out_images, position_of, set_of_folder, shipped_test_fold
 from core.io import read_slice
 from core.metrics import dice
 from core.pipeline import AnalysisOptions
@@ -58,6 +58,14 @@ def test_figshare_set_keeps_only_the_held_out_fold_with_masks(tmp_path):
         ("images/2.png", "glioma", "P2"), ("images/3.png", "meningioma", "P2")]
     mask = images[0].expert_mask()
     assert mask.dtype == bool and mask.sum() == (np.asarray(Image.open(GLIOMA_MASK)) > 0).sum()
+
+
+def test_artifact_data_folders_map_to_held_out_sets(tmp_path):
+    assert set_of_folder("brain_mri_4class/Testing") == "testing"
+    assert set_of_folder("$BTD_DATA_DIR/figshare_3064") == "figshare"
+    assert set_of_folder("brain_mri_4class/Training") is None and set_of_folder("brats") is None
+    images = held_out_images("figshare", fake_data(tmp_path), test_fold=4)
+    assert position_of(images, "images/3.png") == 1 and position_of(images, "images/1.png") is None
 
 
 def test_the_held_out_fold_is_the_one_the_shipped_segmenter_never_saw():
@@ -106,6 +114,36 @@ def test_page_compares_the_result_with_the_true_class_and_the_expert_mask(tmp_pa
     assert any(expected in v for v in verdicts)
     shown = next(m.value for m in at.metric if m.label.startswith("Dice"))
     assert shown == f"{dice(result.mask, read_mask(GLIOMA_MASK)):.3f}"
+
+
+def test_an_image_handed_over_by_another_page_is_selected(tmp_path, monkeypatch):
+    monkeypatch.setenv("BTD_DATA_DIR", str(fake_data(tmp_path)))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["an_ho_request"] = {"set": "testing", "relative": "glioma/Te-gl_0002.png"}
+    at.run()
+    assert not at.exception, at.exception
+    assert at.radio(key="an_source").value == "Held-out public image"
+    assert at.selectbox(key="an_ho_class").value == "glioma" and at.number_input(key="an_ho_index").value == 2
+    assert any("glioma/Te-gl_0002.png" in i.value for i in at.info)
+    assert "an_ho_request" not in at.session_state                 # used once
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["an_ho_request"] = {"set": "testing", "relative": "glioma/absent.png"}
+    at.run()
+    assert any("glioma/absent.png" in w.value and "not among" in w.value for w in at.warning)
+
+
+def test_error_browser_opens_a_real_test_image_in_the_analyse_page(data_root):
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page("pages/model_comparison.py").run()
+    at.radio(key="mc_err_task").set_value("Classification").run()
+    picker = at.selectbox(key="mc_err_open_pick")
+    chosen = picker.options[-1]
+    picker.set_value(chosen).run()
+    at.button(key="mc_err_open_go").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Analyse a slice"
+    assert any(f"`{chosen}`" in i.value and "Real held-out scan" in i.value for i in at.info)
 
 
 def test_real_held_out_figshare_slices_match_the_evaluation_artifacts(analyzer, data_root):

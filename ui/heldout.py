@@ -14,12 +14,17 @@ import streamlit as st
 
 from core import config
 from core.datasets import DatasetError
-from core.heldout import FIGSHARE_SPACING_MM, HELD_OUT_SETS, HeldOutImage, held_out_images
+from core.heldout import (FIGSHARE_SPACING_MM, HELD_OUT_SETS, HeldOutImage, held_out_images, position_of,
+                          set_of_folder)
 from core.metrics import dice
 from core.pipeline import SliceResult
 from core.viz import overlay_mask
 
 ALL_CLASSES = "all classes"
+#: The Analyse page's input choice for a held-out image.
+HELD_OUT_SOURCE = "Held-out public image"
+#: Session key of a held-out image handed to the Analyse page by another page.
+REQUEST_KEY = "an_ho_request"
 
 
 @st.cache_data(show_spinner="Listing the held-out images…")
@@ -35,6 +40,44 @@ def no_data_help() -> None:
             "environment variable `BTD_DATA_DIR` to the folder holding `brain_mri_4class/` (Nickparvar 2021, Kaggle) "
             "and `figshare_3064/` (Cheng et al. 2017, figshare) — it defaults to `../shared/data` beside the "
             "repository — and restart the app. See the README's *Data* section.", icon=":material/folder_off:")
+
+
+def offer_analysis(dataset: str, relatives: list[str], key: str) -> None:
+    """A picker and a button that open one of ``relatives`` (paths inside ``dataset``) on the Analyse page."""
+    which = set_of_folder(dataset)
+    if which is None or not relatives or config.data_dir() is None:
+        return
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = left.selectbox("Open one of these in *Analyse a slice* (Grad-CAM, segmentation, measurements)",
+                            relatives, key=f"{key}_pick")
+    if right.button("Analyse it", key=f"{key}_go", icon=":material/biotech:"):
+        st.session_state[REQUEST_KEY] = {"set": which, "relative": chosen}
+        st.switch_page("pages/analyze.py")
+
+
+def apply_request() -> str | None:
+    """Turn an image handed over by another page into the Analyse page's input choices.
+
+    Call before those widgets are drawn. Returns why the hand-off failed, or ``None``.
+    """
+    request = st.session_state.pop(REQUEST_KEY, None)
+    if not request:
+        return None
+    data_dir = config.data_dir()
+    if data_dir is None:
+        return "The public data folder is gone, so the chosen test image cannot be opened."
+    try:
+        images = cached_images(request["set"], str(data_dir))
+    except DatasetError as err:
+        return f"The chosen test image cannot be opened: {err}"
+    found = position_of(images, request["relative"])
+    if found is None:
+        return f"`{request['relative']}` is not among the held-out images of that set."
+    item = images[found]
+    same_class = [im for im in images if im.label == item.label]
+    st.session_state.update(an_source=HELD_OUT_SOURCE, an_ho_set=request["set"], an_ho_class=item.label,
+                            an_ho_index=position_of(same_class, item.relative) + 1)
+    return None
 
 
 def _pick_random(count: int) -> None:
