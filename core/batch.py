@@ -5,6 +5,8 @@ segment, measure, training-set look-up -- and each failure stays in its own row:
 an unsupported type or a refused non-MRI image is reported there and the batch goes on.
 3D NIfTI volumes and multi-frame files are analysed at their middle slice (axial for NIfTI),
 which the row says. Grad-CAM is off by default here (it roughly doubles the time per slice).
+When an item carries its ground truth (held-out public images), the table adds the true class,
+whether the decision matches it and, with an expert mask, the Dice of the model's mask.
 """
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Callable, Iterable
 
+import numpy as np
+
 from core.errors import InputError, NeedsSliceSelection
 from core.guard import check_slice
 from core.io import SUPPORTED_EXTENSIONS, Slice, inspect_slice_source, read_slice
+from core.metrics import dice
 from core.pipeline import AnalysisOptions, Analyzer, SliceResult
 
 #: Most files taken from one upload (a .zip included) and the most uncompressed bytes read from a .zip.
@@ -33,10 +38,13 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass
 class BatchItem:
-    """One file of a batch: its name (path inside a .zip when it came from one) and bytes."""
+    """One file of a batch: its name (path inside a .zip when it came from one) and bytes, and its
+    ground truth when known: the true class and the expert's tumour mask."""
 
     name: str
     data: bytes
+    truth: str | None = None
+    truth_mask: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -49,9 +57,16 @@ class BatchRow:
     result: SliceResult | None = field(default=None, repr=False)
     slice_: Slice | None = field(default=None, repr=False)
     note: str = ""
+    truth: str | None = None
+    dice: float | None = None
 
-    def table_row(self) -> dict[str, Any]:
-        """A flat dict for the results table and the CSV."""
+    @property
+    def correct(self) -> bool | None:
+        """Whether the decision is the true class (``None`` without a result or a truth)."""
+        return None if self.result is None or self.truth is None else self.result.decision == self.truth
+
+    def table_row(self, with_truth: bool = False) -> dict[str, Any]:
+        """A flat dict for the results table and the CSV (``with_truth``: add the ground-truth columns)."""
         r = self.result
         row: dict[str, Any] = {"file": self.name, "status": self.status,
                                "class": r.decision_label if r else "", "probability": round(r.confidence, 4) if r else None,
@@ -64,6 +79,12 @@ class BatchRow:
             m = measures.get(name)
             row[f"{name.split(' (')[0].lower()}"] = round(m["value"], 2) if m else None
         row["unit"] = measures["Area"]["unit"].rstrip("²") if "Area" in measures else ""
+        if with_truth:
+            from core import config
+
+            row["true class"] = config.CLASS_LABELS.get(self.truth, "") if self.truth else ""
+            row["correct"] = self.correct
+            row["Dice vs expert"] = None if self.dice is None else round(self.dice, 4)
         notes = [self.note] if self.note else []
         row["warnings / errors"] = " | ".join(notes + ([self.message] if self.message else [])
                                               + (list(r.warnings) if r else []))
@@ -180,16 +201,37 @@ def run_batch(items: list[BatchItem], analyzer: Analyzer, options: AnalysisOptio
     options = options or AnalysisOptions(gradcam=False)
     rows = []
     for i, item in enumerate(items):
-        rows.append(analyze_item(item, analyzer, options, use_guard))
+        rows.append(with_truth(analyze_item(item, analyzer, options, use_guard), item))
         if progress:
             progress(i + 1, len(items), item.name)
     return rows
 
 
+def with_truth(row: BatchRow, item: BatchItem) -> BatchRow:
+    """``row`` with the item's true class and, with an expert mask on the slice's grid, the Dice of
+    the model's mask (an analysed slice that was not segmented counts as an empty mask)."""
+    row.truth = item.truth
+    truth = item.truth_mask
+    if row.result is not None and truth is not None and tuple(truth.shape) == tuple(row.result.shape):
+        mask = row.result.mask if row.result.mask is not None else np.zeros(truth.shape, bool)
+        row.dice = dice(mask, truth)
+    return row
+
+
+def truth_summary(rows: list[BatchRow]) -> dict[str, Any]:
+    """Accuracy over the analysed rows that have a truth, and mean Dice over those with an expert mask."""
+    judged = [r.correct for r in rows if r.correct is not None]
+    dices = [r.dice for r in rows if r.dice is not None]
+    return {"n": len(judged), "correct": int(sum(judged)), "accuracy": float(np.mean(judged)) if judged else None,
+            "n_dice": len(dices), "mean_dice": float(np.mean(dices)) if dices else None}
+
+
 # --------------------------------------------------------------------------- exports
 
 def results_table(rows: list[BatchRow]) -> list[dict[str, Any]]:
-    return [row.table_row() for row in rows]
+    """Table rows; the ground-truth columns appear (for every row) when any row has a truth."""
+    truth = any(row.truth is not None for row in rows)
+    return [row.table_row(truth) for row in rows]
 
 
 def results_csv(rows: list[BatchRow]) -> bytes:

@@ -6,9 +6,10 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from core.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch
+from core.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch, truth_summary
 from core.io import SUPPORTED_EXTENSIONS
 from core.pipeline import AnalysisOptions
+from ui.heldout import choose_held_out_sample
 from ui.navigation import ensure_app_navigation
 from ui.resources import analyzer_or_error, sample_catalogue, sample_bytes
 
@@ -20,16 +21,22 @@ st.write("Upload many slices, or a .zip of them, and get one row per file: the c
          "is reported in its own row and the batch goes on.")
 
 
-def chosen_files() -> list[tuple[str, bytes]]:
-    source = st.radio("Input", ["Upload files", "The synthetic samples"], horizontal=True, key="bt_source")
+def chosen_files() -> tuple[list[tuple[str, bytes]], list[BatchItem] | None]:
+    """Uploaded or sample files to expand, or held-out items that carry their ground truth."""
+    source = st.radio("Input", ["Upload files", "The synthetic samples", "Held-out public images"],
+                      horizontal=True, key="bt_source")
     if source == "The synthetic samples":
         names = [s["name"] for s in sample_catalogue() if s.get("kind") in {"slice", "volume"}]
         st.info("The project's synthetic phantoms (`python -m core.samples`), not patient scans.",
                 icon=":material/science:")
-        return [(n, sample_bytes(n)) for n in names]
+        return [(n, sample_bytes(n)) for n in names], None
+    if source == "Held-out public images":
+        picked = choose_held_out_sample()
+        return [(item.relative, data) for item, data in picked], [
+            BatchItem(item.relative, data, item.label, item.expert_mask()) for item, data in picked]
     uploads = st.file_uploader("Slices (PNG, JPEG, TIFF, BMP, DICOM, NIfTI) or .zip archives of them",
                                type=[*SUPPORTED_EXTENSIONS, "zip"], accept_multiple_files=True, key="bt_upload")
-    return [(u.name, u.getvalue()) for u in uploads or []]
+    return [(u.name, u.getvalue()) for u in uploads or []], None
 
 
 def batch_options() -> tuple[AnalysisOptions, bool]:
@@ -44,11 +51,11 @@ def batch_options() -> tuple[AnalysisOptions, bool]:
     return AnalysisOptions(segment_anyway=anyway, spacing_override_mm=spacing, gradcam=gradcam), guard
 
 
-files = chosen_files()
+files, truth_items = chosen_files()
 options, use_guard = batch_options()
 if not files:
     st.stop()
-items, problems = expand_uploads(files)
+items, problems = (truth_items, []) if truth_items is not None else expand_uploads(files)
 st.caption(f"{len(items)} file(s) to analyse" + (f"; {len(problems)} archive problem(s)" if problems else "") + ".")
 digest = hashlib.sha256()
 for name, data in files:
@@ -64,7 +71,7 @@ if st.button("Run batch", type="primary", key="bt_go", disabled=not items and no
         def progress(done: int, total: int, name: str) -> None:
             bar.progress(done / total, text=f"{done} of {total}: {name}")
 
-        rows = problems + run_batch([BatchItem(i.name, i.data) for i in items], analyzer, options, progress, use_guard)
+        rows = problems + run_batch(items, analyzer, options, progress, use_guard)
         bar.progress(1.0, text=f"Done: {len(rows)} file(s).")
         st.session_state["batch"] = {"key": batch_key, "rows": rows}
 
@@ -76,6 +83,16 @@ if stored and stored["key"] == batch_key:
     c1.metric("Analysed", int(counts.get("ok", 0)))
     c2.metric("Refused by the guard", int(counts.get("refused", 0)))
     c3.metric("Errors", int(counts.get("error", 0)))
+    truth = truth_summary(rows)
+    if truth["n"]:
+        t1, t2 = st.columns(2)
+        t1.metric("Accuracy against the true class", f"{truth['accuracy']:.1%}",
+                  help=f"{truth['correct']} of {truth['n']} analysed images classified as their true class.")
+        if truth["n_dice"]:
+            t2.metric("Mean Dice against the expert masks", f"{truth['mean_dice']:.3f}",
+                      help=f"Over {truth['n_dice']} analysed slices; a slice the pipeline did not segment (no "
+                           "tumour found) counts as an empty mask. Tick *Segment even when no tumour is found* "
+                           "to compare the segmenter alone.")
     st.dataframe(pd.DataFrame(results_table(rows)), hide_index=True, width="stretch",
                  column_config={"probability": st.column_config.ProgressColumn("probability", min_value=0.0,
                                                                                max_value=1.0, format="%.3f")})

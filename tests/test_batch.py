@@ -14,7 +14,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import config
-from core.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch
+from core.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch, truth_summary
 from core.pipeline import AnalysisOptions, Analyzer
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
@@ -101,6 +101,56 @@ def test_bad_files_are_reported_in_their_rows_and_do_not_stop_the_batch():
     assert [r.status for r in rows][-1] == "ok", "the batch goes on after bad files"
     table = results_table(rows)
     assert all(row["warnings / errors"] for row in table if row["status"] != "ok")
+
+
+class SquareSegmenter(EmptySegmenter):
+    """'Segments' a fixed 40x40 square (a known Dice against any expert mask)."""
+
+    def segment(self, image, spacing_mm, rules=None):
+        mask = np.zeros(image.shape, bool)
+        mask[10:50, 10:50] = True
+        return mask, mask.astype(np.float32)
+
+
+def test_ground_truth_columns_accuracy_and_dice():
+    image = samples()[0][1]
+    shape = np.asarray(Image.open(io.BytesIO(image))).shape[:2]
+    expert = np.zeros(shape, bool)
+    expert[30:70, 10:50] = True                              # overlaps the square by half: Dice 0.5
+    items = [BatchItem("a.png", image, "glioma", expert), BatchItem("b.png", image, "meningioma", expert),
+             BatchItem("c.png", image, "pituitary"), BatchItem("bad.png", b"", "glioma", expert)]
+    rows = run_batch(items, Analyzer(StandIn(), SquareSegmenter()),
+                     AnalysisOptions(gradcam=False, lookup_training=False, segment_anyway=True))
+    assert [r.correct for r in rows] == [True, False, False, None]   # the stand-in always says glioma
+    assert [r.dice for r in rows] == [pytest.approx(0.5), pytest.approx(0.5), None, None]
+    assert truth_summary(rows) == {"n": 3, "correct": 1, "accuracy": pytest.approx(1 / 3),
+                                   "n_dice": 2, "mean_dice": pytest.approx(0.5)}
+    problem = expand_uploads([("broken.zip", b"PK\x03\x04 not a zip")])[1]
+    table = list(csv.DictReader(io.StringIO(results_csv(problem + rows).decode())))
+    assert [t["true class"] for t in table] == ["", "Glioma", "Meningioma", "Pituitary", "Glioma"]
+    assert [t["correct"] for t in table] == ["", "True", "False", "False", ""]
+    assert table[1]["Dice vs expert"] == "0.5"
+    plain = run_batch([BatchItem("a.png", image)], Analyzer(StandIn(), EmptySegmenter()))
+    assert "true class" not in results_table(plain)[0]                # no truth, no truth columns
+
+
+class NoTumourStandIn(StandIn):
+    def predict(self, images):
+        p = np.array([[0.02, 0.03, 0.9, 0.05]])
+        return {"m1": p, "m2": p}, p
+
+
+def test_a_slice_left_unsegmented_counts_as_an_empty_mask():
+    image = samples()[0][1]
+    expert = np.zeros(np.asarray(Image.open(io.BytesIO(image))).shape[:2], bool)
+    expert[10:50, 10:50] = True                              # where SquareSegmenter would draw
+    item = BatchItem("a.png", image, "glioma", expert)
+    plain = AnalysisOptions(gradcam=False, lookup_training=False)
+    (row,) = run_batch([item], Analyzer(NoTumourStandIn(), SquareSegmenter()), plain)
+    assert row.status == "ok" and not row.result.segmented and row.dice == 0.0 and row.correct is False
+    (row,) = run_batch([item], Analyzer(NoTumourStandIn(), SquareSegmenter()),
+                       AnalysisOptions(gradcam=False, lookup_training=False, segment_anyway=True))
+    assert row.dice == 1.0
 
 
 def test_real_models_batch_and_exports(analyzer):

@@ -146,6 +146,25 @@ def test_error_browser_opens_a_real_test_image_in_the_analyse_page(data_root):
     assert any(f"`{chosen}`" in i.value and "Real held-out scan" in i.value for i in at.info)
 
 
+def test_batch_page_scores_a_random_held_out_sample_against_its_truth(tmp_path, monkeypatch):
+    monkeypatch.setenv("BTD_DATA_DIR", str(fake_data(tmp_path)))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/batch.py").run()
+    at.radio(key="bt_source").set_value("Held-out public images").run()
+    at.selectbox(key="bt_ho_set").set_value("figshare").run()
+    assert at.slider(key="bt_ho_count").max == 2                # two slices in the held-out fold
+    at.button(key="bt_go").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["file"]) == ["images/2.png", "images/3.png"]
+    assert sorted(table["true class"]) == ["Glioma", "Meningioma"]
+    metrics = {m.label: m.value for m in at.metric}
+    correct = int(table["correct"].sum())
+    assert metrics["Accuracy against the true class"] == f"{correct / 2:.1%}"
+    assert metrics["Mean Dice against the expert masks"] == f"{table['Dice vs expert'].mean():.3f}"
+
+
 def test_real_held_out_figshare_slices_match_the_evaluation_artifacts(analyzer, data_root):
     """The Dice the page shows for a held-out slice is the one the evaluation CLI recorded for it."""
     import pandas as pd

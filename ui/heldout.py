@@ -80,6 +80,29 @@ def apply_request() -> str | None:
     return None
 
 
+def choose_held_out_sample(default: int = 50) -> list[tuple[HeldOutImage, bytes]]:
+    """Set, size and seed of a random sample of held-out images (the Batch page); ``(item, bytes)`` pairs."""
+    data_dir = config.data_dir()
+    if data_dir is None:
+        no_data_help()
+        return []
+    which = st.selectbox("Held-out set", list(HELD_OUT_SETS), format_func=HELD_OUT_SETS.get, key="bt_ho_set")
+    try:
+        images = cached_images(which, str(data_dir))
+    except DatasetError as err:
+        st.warning(f"This set cannot be listed: {err}")
+        return []
+    left, right = st.columns([3, 1])
+    count = left.slider("Images (drawn at random)", 1, min(200, len(images)), min(default, len(images)),
+                        key="bt_ho_count")
+    seed = right.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1, key="bt_ho_seed")
+    chosen = sorted(np.random.default_rng(int(seed)).choice(len(images), size=count, replace=False))
+    st.info(f"**{count} real held-out scans** of {len(images)}, drawn with seed {seed}: each row will show the "
+            "true class (and, for figshare, the Dice against the expert mask). Read from the data folder, "
+            "never stored.", icon=":material/folder_open:")
+    return [(images[k], images[k].path.read_bytes()) for k in chosen]
+
+
 def _pick_random(count: int) -> None:
     st.session_state["an_ho_index"] = random.randint(1, count)
 
