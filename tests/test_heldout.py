@@ -104,10 +104,13 @@ def test_page_compares_the_result_with_the_true_class_and_the_expert_mask(tmp_pa
     at.selectbox(key="an_ho_class").set_value("meningioma").run()
     assert at.number_input(key="an_ho_index").max == 1          # one meningioma slice in the held-out fold
     assert any("images/3.png" in i.value and "Meningioma" in i.value and "P2" in i.value for i in at.info)
+    at.button(key="an_ho_spacing").click().run()
+    assert at.number_input(key="an_spacing").value == pytest.approx(0.98)   # the dataset notes' spacing
     at.checkbox(key="an_anyway").check().run()
     at.button(key="an_go").click().run()
     assert not at.exception, at.exception
     assert "Against the ground truth" in [s.value for s in at.subheader]
+    assert at.session_state["analysis"]["result"].spacing_source == "user"
     result = at.session_state["analysis"]["result"]
     verdicts = [m.value for m in at.success] + [m.value for m in at.error]
     expected = "matches the true class" if result.decision == "meningioma" else "the true class is **Meningioma**"

@@ -103,6 +103,10 @@ def choose_held_out_sample(default: int = 50) -> list[tuple[HeldOutImage, bytes]
     return [(images[k], images[k].path.read_bytes()) for k in chosen]
 
 
+def _use_spacing(spacing_mm: float) -> None:
+    st.session_state["an_spacing"] = spacing_mm
+
+
 def _pick_random(count: int) -> None:
     st.session_state["an_ho_index"] = random.randint(1, count)
 
@@ -136,8 +140,11 @@ def choose_held_out() -> tuple[bytes, str, HeldOutImage] | None:
             f"**{config.CLASS_LABELS[item.label]}**{patient}. It is read from disk and never stored by the app.",
             icon=":material/folder_open:")
     if item.mask is not None:
-        st.caption(f"figshare files state no pixel spacing; the dataset notes give about {FIGSHARE_SPACING_MM} mm "
-                   "per pixel at this size. Enter it in the sidebar to measure in millimetres.")
+        note, action = st.columns([3, 1], vertical_alignment="center")
+        note.caption(f"figshare files state no pixel spacing; the dataset notes give about {FIGSHARE_SPACING_MM} mm "
+                     "per pixel at this size (0.49 mm at the original 512 px).")
+        action.button(f"Measure at {FIGSHARE_SPACING_MM} mm/pixel", key="an_ho_spacing", on_click=_use_spacing,
+                      args=(FIGSHARE_SPACING_MM,), help="Sets the sidebar's pixel spacing override.")
     return item.path.read_bytes(), item.path.name, item
 
 
