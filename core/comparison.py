@@ -315,6 +315,18 @@ def brats_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def brats_case_table(detail: dict) -> pd.DataFrame:
+    """One row per unseen BraTS case of a model's detail artifact: Dice and HD95 per region."""
+    rows = []
+    for case, regions in sorted(((detail.get("result") or {}).get("cases") or {}).items()):
+        row: dict[str, Any] = {"case": case}
+        for region, scores in regions.items():
+            row[f"{region} Dice"] = scores.get("dice")
+            row[f"{region} HD95 mm"] = scores.get("hd95_mm")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def pending_runs(summary: dict) -> list[dict]:
     """Models without artifacts: name, what they wait for, and the command that produces them."""
     out = []

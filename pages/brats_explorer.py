@@ -17,6 +17,7 @@ from core.brats_model import DEFAULT_MODEL, VolumeSegmenter, model_problem
 from core.errors import InputError, ModelUnavailable
 from core.volume import (MAX_CASE_BYTES, MODALITIES, MODALITY_NAMES, PLANES, Case, compare_to_truth,
                          prediction_nifti, read_case, read_case_folder, window_presets)
+from ui.handoff import BRATS_REQUEST, take
 from ui.navigation import ensure_app_navigation
 
 ensure_app_navigation()
@@ -67,6 +68,7 @@ def public_cases() -> list[str]:
 # ----------------------------------------------------------------------------- choosing a case
 def choose_source() -> tuple[Any, Callable[[], Case], str] | None:
     """``(key, reader, kind)`` of the chosen case; ``None`` until there is something to read."""
+    apply_request()
     options = ["sample"] + (["public"] if public_cases() else []) + ["upload"]
     source = st.radio("Case", options, format_func=SOURCES.get, horizontal=True, key="bx_source")
     if source == "sample":
@@ -81,6 +83,19 @@ def choose_source() -> tuple[Any, Callable[[], Case], str] | None:
         name = st.selectbox("Case from the data folder", public_cases(), key="bx_public")
         return ("public", name), lambda: read_case_folder(config.data_dir() / "brats" / name), "public"
     return choose_upload()
+
+
+def apply_request() -> None:
+    """Select a public case handed over by another page (and segment it on arrival when asked)."""
+    request = take(BRATS_REQUEST)
+    if not request:
+        return
+    if request.get("case") not in public_cases():
+        st.warning(f"Case {request.get('case')} is not in the public data folder (`BTD_DATA_DIR`/brats).")
+        return
+    st.session_state.update(bx_source="public", bx_public=request["case"])
+    if request.get("segment"):
+        st.session_state["bx_autosegment"] = request["case"]
 
 
 def choose_upload() -> tuple[Any, Callable[[], Case], str] | None:
@@ -165,7 +180,8 @@ def model_section(stored: dict) -> dict | None:
     et_rule = f"; ET totals under {min_et:g} mm³ relabelled NCR" if min_et > 0 else ""
     st.caption(f"**{DEFAULT_MODEL}**: {card.get('description', '')} Post-processing: tumour components under "
                f"{rules.get('min_component_mm3', 0):g} mm³ dropped{et_rule}.")
-    if st.button("Segment with the model", type="primary", key="bx_segment"):
+    arrived = st.session_state.pop("bx_autosegment", None) == stored["case"].case_id and stored["kind"] == "public"
+    if st.button("Segment with the model", type="primary", key="bx_segment") or arrived:
         run_model(stored, card)
     pred = st.session_state.get("bx_pred")
     if not pred or pred["key"] != stored["key"]:

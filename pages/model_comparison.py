@@ -11,6 +11,7 @@ from core import comparison, config
 from core import comparison_figures as figs
 from core.comparison import ARTIFACTS_COMMAND, SPLITS, ArtifactMissing
 from core.reported import SOURCES, reported_table
+from ui.handoff import BRATS_REQUEST, hand_over
 from ui.heldout import offer_analysis
 from ui.navigation import ensure_app_navigation
 
@@ -219,12 +220,38 @@ with tabs[1]:
     show_tradeoff(seg, "mean Dice", "mc_seg_scatter_x")
 
 # ----------------------------------------------------------------------------- BraTS
+def show_brats_cases() -> None:
+    """Per-case scores of an evaluated BraTS model, and a way to open a case in the explorer."""
+    names = evaluated("brats")
+    if not names:
+        return
+    name = st.selectbox("Per case", names, key="mc_brats_model") if len(names) > 1 else names[0]
+    detail = detail_of(FOLDER, MODELS[name]) or {}
+    cases = comparison.brats_case_table(detail)
+    if cases.empty:
+        return
+    st.markdown(f"**{name}, case by case**")
+    st.dataframe(cases, hide_index=True, key="mc_brats_cases",
+                 column_config={c: NUM4 for c in cases.columns if "Dice" in c})
+    root = config.data_dir()
+    present = [c for c in cases["case"] if root is not None and (root / "brats" / c).is_dir()]
+    if not present:
+        st.caption("With the public BraTS cases on this machine (`BTD_DATA_DIR`), any of them opens in the explorer.")
+        return
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    case = left.selectbox("Open a case in *Explore BraTS volumes*, segmented by the shipped model", present,
+                          key="mc_brats_open_case")
+    if right.button("Open it", key="mc_brats_open", icon=":material/view_in_ar:"):
+        hand_over("pages/brats_explorer.py", BRATS_REQUEST, {"case": case, "segment": True})
+
+
 with tabs[2]:
     st.subheader("BraTS sub-regions — unseen cases")
     brats = comparison.brats_table(summary)
     st.dataframe(brats, hide_index=True, column_config={c: NUM4 for c in brats.columns if "Dice" in c}, key="mc_brats_table")
     st.caption("Regions: WT = labels {1, 2, 4}, TC = {1, 4}, ET = {4}; a region empty in both truth and prediction "
                "counts as Dice 1.0. Cases used for training or validation are skipped.")
+    show_brats_cases()
     show_pending("brats")
 
 # ----------------------------------------------------------------------------- reported vs ours

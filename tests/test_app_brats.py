@@ -289,3 +289,47 @@ def test_real_brats_case_on_the_page(data_root):
         at.button(key="bx_segment").click().run()
         assert not at.exception, at.exception
         assert "dice" in table(at).columns
+
+
+def brats_cases_table(at: AppTest):
+    return next(d.value for d in at.dataframe if "case" in d.value.columns)
+
+
+def test_comparison_page_lists_the_brats_cases_the_artifact_scored():
+    import json
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/model_comparison.py").run()
+    assert not at.exception, at.exception
+    detail = json.loads((config.REPO_ROOT / "weights" / "eval" / "models" / "unet2d_brats.json").read_text())
+    cases = detail["result"]["cases"]
+    table = brats_cases_table(at)
+    assert list(table["case"]) == sorted(cases)
+    for region in ("WT", "TC", "ET"):
+        assert list(table[f"{region} Dice"]) == [cases[c][region]["dice"] for c in table["case"]]
+
+
+def test_a_case_handed_over_that_is_not_in_the_data_folder_is_explained(no_model):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["bx_request"] = {"case": "BraTS_NOT_HERE", "segment": True}
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert any("BraTS_NOT_HERE" in w.value for w in at.warning)
+    assert at.radio(key="bx_source").value == "sample"
+
+
+def test_comparison_page_opens_a_scored_case_segmented_in_the_explorer(data_root):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/model_comparison.py").run()
+    picker = at.selectbox(key="mc_brats_open_case")
+    case = picker.options[-1]
+    picker.set_value(case).run()
+    at.button(key="mc_brats_open").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Explore BraTS volumes"
+    assert at.radio(key="bx_source").value == "public" and at.selectbox(key="bx_public").value == case
+    assert any("Segmented" in s.value for s in at.success)                  # segmented on arrival
+    assert at.session_state["bx_pred"]["comparison"] is not None             # against the expert labels

@@ -371,3 +371,14 @@ def test_latency_of_trained_weights_and_of_an_untrained_architecture(tmp_path):
     assert planned["input"].startswith("1x256x256") and planned["machine"]["cpu_count"] >= 1
     write_latencies(["resnet_compact"], path, repeats=2)                 # merging keeps other entries
     assert set(json.loads(path.read_text())["models"]) == {"resnet_compact", "attention_unet"}
+
+
+def test_brats_case_table_lists_every_unseen_case_with_its_scores():
+    detail = {"result": {"cases": {
+        "B": {"WT": {"dice": 0.8, "hd95_mm": 5.0}, "ET": {"dice": 1.0, "hd95_mm": 0.0}},
+        "A": {"WT": {"dice": 0.6, "hd95_mm": None}, "ET": {"dice": 0.0, "hd95_mm": None}}}}}
+    table = comparison.brats_case_table(detail)
+    assert list(table["case"]) == ["A", "B"]
+    assert list(table.columns) == ["case", "WT Dice", "WT HD95 mm", "ET Dice", "ET HD95 mm"]
+    assert table.loc[1, "WT Dice"] == 0.8 and table.loc[1, "ET HD95 mm"] == 0.0
+    assert comparison.brats_case_table({}).empty

@@ -19,12 +19,11 @@ from core.heldout import (FIGSHARE_SPACING_MM, HELD_OUT_SETS, HeldOutImage, held
 from core.metrics import dice
 from core.pipeline import SliceResult
 from core.viz import overlay_mask
+from ui.handoff import ANALYSE_REQUEST, hand_over, take
 
 ALL_CLASSES = "all classes"
 #: The Analyse page's input choice for a held-out image.
 HELD_OUT_SOURCE = "Held-out public image"
-#: Session key of a held-out image handed to the Analyse page by another page.
-REQUEST_KEY = "an_ho_request"
 
 
 @st.cache_data(show_spinner="Listing the held-out images…")
@@ -51,8 +50,7 @@ def offer_analysis(dataset: str, relatives: list[str], key: str) -> None:
     chosen = left.selectbox("Open one of these in *Analyse a slice* (Grad-CAM, segmentation, measurements)",
                             relatives, key=f"{key}_pick")
     if right.button("Analyse it", key=f"{key}_go", icon=":material/biotech:"):
-        st.session_state[REQUEST_KEY] = {"set": which, "relative": chosen}
-        st.switch_page("pages/analyze.py")
+        hand_over("pages/analyze.py", ANALYSE_REQUEST, {"set": which, "relative": chosen})
 
 
 def apply_request() -> str | None:
@@ -60,7 +58,7 @@ def apply_request() -> str | None:
 
     Call before those widgets are drawn. Returns why the hand-off failed, or ``None``.
     """
-    request = st.session_state.pop(REQUEST_KEY, None)
+    request = take(ANALYSE_REQUEST)
     if not request:
         return None
     data_dir = config.data_dir()
