@@ -219,11 +219,20 @@ def with_truth(row: BatchRow, item: BatchItem) -> BatchRow:
 
 
 def truth_summary(rows: list[BatchRow]) -> dict[str, Any]:
-    """Accuracy over the analysed rows that have a truth, and mean Dice over those with an expert mask."""
-    judged = [r.correct for r in rows if r.correct is not None]
+    """Accuracy and the confusion matrix (rows truth, columns decision, classes in
+    :data:`core.config.CLASS_NAMES` order) over the analysed rows that have a truth, and the mean
+    Dice over those with an expert mask."""
+    from sklearn.metrics import confusion_matrix
+
+    from core import config
+
+    judged = [r for r in rows if r.correct is not None]
     dices = [r.dice for r in rows if r.dice is not None]
-    return {"n": len(judged), "correct": int(sum(judged)), "accuracy": float(np.mean(judged)) if judged else None,
-            "n_dice": len(dices), "mean_dice": float(np.mean(dices)) if dices else None}
+    matrix = confusion_matrix([r.truth for r in judged], [r.result.decision for r in judged],
+                              labels=list(config.CLASS_NAMES)).tolist() if judged else None
+    return {"n": len(judged), "correct": sum(bool(r.correct) for r in judged),
+            "accuracy": float(np.mean([bool(r.correct) for r in judged])) if judged else None,
+            "confusion": matrix, "n_dice": len(dices), "mean_dice": float(np.mean(dices)) if dices else None}
 
 
 # --------------------------------------------------------------------------- exports

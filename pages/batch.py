@@ -7,6 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from core.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch, truth_summary
+from core import config
+from core.comparison_figures import confusion_figure
 from core.io import SUPPORTED_EXTENSIONS
 from core.pipeline import AnalysisOptions
 from ui.heldout import choose_held_out_sample
@@ -93,6 +95,9 @@ if stored and stored["key"] == batch_key:
                       help=f"Over {truth['n_dice']} analysed slices; a slice the pipeline did not segment (no "
                            "tumour found) counts as an empty mask. Tick *Segment even when no tumour is found* "
                            "to compare the segmenter alone.")
+        st.plotly_chart(confusion_figure(truth["confusion"], config.CLASS_NAMES, config.CLASS_LABELS,
+                                         f"Confusion matrix of these {truth['n']} images"),
+                        width="stretch", key="bt_confusion")
     st.dataframe(pd.DataFrame(results_table(rows)), hide_index=True, width="stretch",
                  column_config={"probability": st.column_config.ProgressColumn("probability", min_value=0.0,
                                                                                max_value=1.0, format="%.3f")})

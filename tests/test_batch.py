@@ -124,6 +124,7 @@ def test_ground_truth_columns_accuracy_and_dice():
     assert [r.correct for r in rows] == [True, False, False, None]   # the stand-in always says glioma
     assert [r.dice for r in rows] == [pytest.approx(0.5), pytest.approx(0.5), None, None]
     assert truth_summary(rows) == {"n": 3, "correct": 1, "accuracy": pytest.approx(1 / 3),
+                                   "confusion": [[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]],
                                    "n_dice": 2, "mean_dice": pytest.approx(0.5)}
     problem = expand_uploads([("broken.zip", b"PK\x03\x04 not a zip")])[1]
     table = list(csv.DictReader(io.StringIO(results_csv(problem + rows).decode())))

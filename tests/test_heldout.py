@@ -166,6 +166,8 @@ def test_batch_page_scores_a_random_held_out_sample_against_its_truth(tmp_path, 
     correct = int(table["correct"].sum())
     assert metrics["Accuracy against the true class"] == f"{correct / 2:.1%}"
     assert metrics["Mean Dice against the expert masks"] == f"{table['Dice vs expert'].mean():.3f}"
+    (chart,) = [c for c in at.get("plotly_chart")]
+    assert "Confusion matrix of these 2 images" in chart.proto.spec
 
 
 def test_real_held_out_figshare_slices_match_the_evaluation_artifacts(analyzer, data_root):
