@@ -303,7 +303,8 @@ class VolumeSegmenter(registry.LoadedModel):
         card = registry.model_card(name, weights_dir)
         if card_dims(card) == 3:
             return cls(name, registry.load_keras_model(name, weights_dir), card)
-        return super().load(name, weights_dir)
+        model, runner = registry.load_model_and_runner(name, weights_dir)
+        return cls(name, model, card, runner)
 
     @property
     def dims(self) -> int:

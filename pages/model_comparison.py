@@ -12,7 +12,7 @@ from core import comparison_figures as figs
 from core.comparison import ARTIFACTS_COMMAND, SPLITS, ArtifactMissing
 from core.reported import SOURCES, reported_table
 from ui.handoff import BRATS_REQUEST, hand_over
-from ui.heldout import offer_analysis
+from ui.heldout import no_data_help, offer_analysis
 from ui.navigation import ensure_app_navigation
 
 ensure_app_navigation()
@@ -297,11 +297,8 @@ def show_image_grid(items: list[tuple[Path, str]], columns: int = 4) -> None:
 
 
 def no_data_message() -> None:
-    st.info("The test images are not on this machine, so only the listing is shown. To see them, point the app at "
-            "the public datasets: set the environment variable `BTD_DATA_DIR` to the folder holding "
-            "`brain_mri_4class/` (Nickparvar 2021, Kaggle) and `figshare_3064/` (Cheng et al. 2017, figshare) — it "
-            "defaults to `../shared/data` beside the repository — and restart the app. See the README's *Data* section.",
-            icon=":material/folder_off:")
+    no_data_help("The test images are not on this machine, so only the listing is shown. To see them, point the "
+                 "app at the public datasets: set")
 
 
 def classification_errors() -> None:

@@ -34,11 +34,27 @@ def cached_images(which: str, data_dir: str) -> list[HeldOutImage]:
     return held_out_images(which, Path(data_dir))
 
 
-def no_data_help() -> None:
-    st.info("The public datasets are not on this machine. To try the models on real held-out scans, set the "
-            "environment variable `BTD_DATA_DIR` to the folder holding `brain_mri_4class/` (Nickparvar 2021, Kaggle) "
-            "and `figshare_3064/` (Cheng et al. 2017, figshare) — it defaults to `../shared/data` beside the "
-            "repository — and restart the app. See the README's *Data* section.", icon=":material/folder_off:")
+def no_data_help(lead: str = "The public datasets are not on this machine. To try the models on real held-out "
+                             "scans, set") -> None:
+    """How to point the app at the public datasets, after ``lead`` (which ends in the verb "set")."""
+    st.info(f"{lead} the environment variable `BTD_DATA_DIR` to the folder holding `brain_mri_4class/` (Nickparvar "
+            "2021, Kaggle) and `figshare_3064/` (Cheng et al. 2017, figshare) — it defaults to `../shared/data` "
+            "beside the repository — and restart the app. See the README's *Data* section.",
+            icon=":material/folder_off:")
+
+
+def listed_set(key: str) -> list[HeldOutImage] | None:
+    """A held-out set picker (widget ``key``) and the chosen set's images; ``None`` (after saying why) without them."""
+    data_dir = config.data_dir()
+    if data_dir is None:
+        no_data_help()
+        return None
+    which = st.selectbox("Held-out set", list(HELD_OUT_SETS), format_func=HELD_OUT_SETS.get, key=key)
+    try:
+        return cached_images(which, str(data_dir))
+    except DatasetError as err:
+        st.warning(f"This set cannot be listed: {err}")
+        return None
 
 
 def offer_analysis(dataset: str, relatives: list[str], key: str) -> None:
@@ -80,15 +96,8 @@ def apply_request() -> str | None:
 
 def choose_held_out_sample(default: int = 50) -> list[tuple[HeldOutImage, bytes]]:
     """Set, size and seed of a random sample of held-out images (the Batch page); ``(item, bytes)`` pairs."""
-    data_dir = config.data_dir()
-    if data_dir is None:
-        no_data_help()
-        return []
-    which = st.selectbox("Held-out set", list(HELD_OUT_SETS), format_func=HELD_OUT_SETS.get, key="bt_ho_set")
-    try:
-        images = cached_images(which, str(data_dir))
-    except DatasetError as err:
-        st.warning(f"This set cannot be listed: {err}")
+    images = listed_set("bt_ho_set")
+    if images is None:
         return []
     left, right = st.columns([3, 1])
     count = left.slider("Images (drawn at random)", 1, min(200, len(images)), min(default, len(images)),
@@ -111,15 +120,8 @@ def _pick_random(count: int) -> None:
 
 def choose_held_out() -> tuple[bytes, str, HeldOutImage] | None:
     """Set, class and image pickers; ``(bytes, file name, item)`` of the chosen slice, or ``None``."""
-    data_dir = config.data_dir()
-    if data_dir is None:
-        no_data_help()
-        return None
-    which = st.selectbox("Held-out set", list(HELD_OUT_SETS), format_func=HELD_OUT_SETS.get, key="an_ho_set")
-    try:
-        images = cached_images(which, str(data_dir))
-    except DatasetError as err:
-        st.warning(f"This set cannot be listed: {err}")
+    images = listed_set("an_ho_set")
+    if images is None:
         return None
     classes = [ALL_CLASSES] + [c for c in config.CLASS_NAMES if any(im.label == c for im in images)]
     left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
