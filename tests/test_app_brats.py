@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from app_steps import open_from_comparison
 from streamlit.testing.v1 import AppTest
 
 from core import config, volume
@@ -321,14 +322,7 @@ def test_a_case_handed_over_that_is_not_in_the_data_folder_is_explained(no_model
 
 
 def test_comparison_page_opens_a_scored_case_segmented_in_the_explorer(data_root):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("pages/model_comparison.py").run()
-    picker = at.selectbox(key="mc_brats_open_case")
-    case = picker.options[-1]
-    picker.set_value(case).run()
-    at.button(key="mc_brats_open").click().run()
-    assert not at.exception, at.exception
+    at, case = open_from_comparison("mc_brats_open_case", "mc_brats_open", timeout=TIMEOUT)
     assert at.title[0].value == "Explore BraTS volumes"
     assert at.radio(key="bx_source").value == "public" and at.selectbox(key="bx_public").value == case
     assert any("Segmented" in s.value for s in at.success)                  # segmented on arrival

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from app_steps import open_from_comparison
 from streamlit.testing.v1 import AppTest
 
 from core import config
@@ -136,15 +137,7 @@ def test_an_image_handed_over_by_another_page_is_selected(tmp_path, monkeypatch)
 
 
 def test_error_browser_opens_a_real_test_image_in_the_analyse_page(data_root):
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page("pages/model_comparison.py").run()
-    at.radio(key="mc_err_task").set_value("Classification").run()
-    picker = at.selectbox(key="mc_err_open_pick")
-    chosen = picker.options[-1]
-    picker.set_value(chosen).run()
-    at.button(key="mc_err_open_go").click().run()
-    assert not at.exception, at.exception
+    at, chosen = open_from_comparison("mc_err_open_pick", "mc_err_open_go", {"mc_err_task": "Classification"})
     assert at.title[0].value == "Analyse a slice"
     assert any(f"`{chosen}`" in i.value and "Real held-out scan" in i.value for i in at.info)
 
