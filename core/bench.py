@@ -39,6 +39,8 @@ from core import config
 
 #: In-plane side of a BraTS volume: the size a fully convolutional BraTS model sees per axial slice.
 BRATS_SLICE_SIDE = 240
+#: Window side timed for a 3D BraTS model whose card names none.
+STAND_IN_WINDOW_3D = 96
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
@@ -131,8 +133,8 @@ def model_latency(name: str, repeats: int = 10, weights_dir: Path | None = None,
     test-time augmentation (:func:`core.comparison.protocol_tta`; ``hflip`` = the image and its
     mirror in one batch of 2). 2D segmenters: one forward pass. The shipped stacking ensemble:
     the app's own call (fused members with their flips, then the meta-learner); other
-    ensembles: the sum of their members. BraTS models: one axial slice of four modalities at
-    128×128. Trained weights are used when their file is here and verified; otherwise the
+    ensembles: the sum of their members. BraTS models: one pass of the network, i.e. one
+    240×240 axial slice of four modalities (2D) or one sliding window of the card's side (3D). Trained weights are used when their file is here and verified; otherwise the
     untrained architecture of a planned model is timed. ``known`` memoises models already timed.
     """
     known = {} if known is None else known
@@ -184,7 +186,9 @@ def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> 
             return {"latency_ms": None, "source": "no weights and no architecture to time"}
         model, source = _architecture(name, spec), "untrained architecture"
     task = (card or {}).get("task") or (spec.task if spec else "")
-    free_side = BRATS_SLICE_SIDE if task == "brats" else 128  # a BraTS model runs on whole 240×240 axial slices
+    free_side = BRATS_SLICE_SIDE if task == "brats" else 128  # a 2D BraTS model runs on whole 240×240 axial slices
+    if task == "brats" and len(model.inputs[0].shape) == 5:   # a 3D one on windows of its card's side
+        free_side = int(((card or {}).get("input") or {}).get("window", STAND_IN_WINDOW_3D))
     shape = tuple(int(d) if d is not None else free_side for d in model.inputs[0].shape[1:])
     tta = comparison.protocol_tta() if task == "classification" else "none"
     batch = 2 if tta == "hflip" else 1

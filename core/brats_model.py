@@ -268,6 +268,19 @@ def shipped_name(weights_dir: Path | None = None) -> str:
     return DEFAULT_MODEL
 
 
+def available_models(weights_dir: Path | None = None) -> list[str]:
+    """BraTS models of the manifest whose files are present, the shipped one first (cheap: no
+    checksum); empty when there is none."""
+    try:
+        cards = registry.models_by("brats", None, weights_dir)
+    except (OSError, ValueError):
+        return []
+    folder = Path(weights_dir or config.WEIGHTS_DIR)
+    present = [n for n, c in cards.items() if (folder / c.get("file", "")).is_file() and c.get("file")]
+    first = shipped_name(weights_dir)
+    return sorted(present, key=lambda n: (n != first, n))
+
+
 def model_problem(name: str | None = None, weights_dir: Path | None = None) -> str | None:
     """Why the BraTS model ``name`` (default: the shipped one) cannot be used (not listed, file
     missing), or ``None``.

@@ -48,10 +48,13 @@ STATUS_TEXT: dict[str, str] = {
     "weights_missing": "card present, weights file missing here",
 }
 CLASSIFIER_RECIPE = "--size 128 --epochs 30"
-#: Where GPU runs write their (large, non-shipping) weights (``scripts/gpu_train_2d.sh RUNS`` with
+#: Where GPU runs write their (large, non-shipping) weights (``scripts/gpu_train.sh RUNS`` with
 #: RUNS = runs/gpu); the artifacts command reads them with --weights.
 GPU_RUNS = "runs/gpu/comparison"
 TASKS = ("classification", "segmentation", "brats")
+#: The GPU recipe of the original 3D U-Net (``scripts/gpu_train.sh RUNS MINUTES 1 unet3d_brats``).
+UNET3D_COMMAND = ("python -m core.train.brats --model unet3d --split-like unet2d_brats --crop 96 --base 16 --depth 4 "
+                  "--batch 2 --epochs 60 --samples-per-epoch 800 --workers 4 --max-minutes 18 --out runs/gpu/brats")
 ARTIFACTS_COMMAND = "python -m core.evaluate artifacts --out weights/eval"
 
 
@@ -139,6 +142,9 @@ def planned_models() -> list[PlannedModel]:
                      cards.get("unet2d_brats", {}).get(
                          "training_command", "python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110"),
                      "unet2d_brats"),
+        PlannedModel("unet3d_brats", "brats", "3D U-Net on 96³ crops, sliding window (BraTS, the original design)",
+                     "comparison", "gpu", cards.get("unet3d_brats", {}).get("training_command", UNET3D_COMMAND),
+                     "unet3d"),
     ]
 
 
@@ -227,6 +233,10 @@ def status_text(entry: dict) -> str:
     """What a model's row says about it (flags artifacts made from earlier weights)."""
     if entry["status"] == "evaluated" and entry.get("stale"):
         return f"evaluated on earlier weights: rerun `{ARTIFACTS_COMMAND}`"
+    if entry["status"] == "evaluated" and entry.get("member_runs_differ"):
+        runs = ", ".join(f"{m} (val accuracy {acc})" if acc is not None else m
+                         for m, acc in entry["member_runs_differ"].items())
+        return f"evaluated; fitted on other runs of {runs} than their rows show"
     return STATUS_TEXT.get(entry["status"], entry["status"])
 
 
@@ -310,7 +320,7 @@ def brats_table(summary: dict) -> pd.DataFrame:
             if region in s:
                 row[f"{region} Dice"] = s[region].get("dice")
                 row[f"{region} HD95 mm"] = s[region].get("hd95_mm")
-        row.update(_footprint(m, "slice"))
+        row.update({"network input": m.get("latency_input"), **_footprint(m, "pass")})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -390,21 +390,17 @@ def evaluate_segmenter(name: str, cards: Cards, root: Path, opts: Options) -> di
 # --------------------------------------------------------------------------- BraTS
 
 def evaluate_brats_model(name: str, cards: Cards, root: Path, opts: Options) -> dict | None:
-    """Write ``models/<name>.json`` from :func:`core.evaluate.evaluate_brats` (default BraTS model only)."""
-    from core.brats_model import DEFAULT_MODEL
+    """Write ``models/<name>.json`` from :func:`core.evaluate.evaluate_brats`."""
     from core.evaluate import evaluate_brats
 
     card = cards.get(name)
     inputs = {"version": ARTIFACT_VERSION, "sha256": card["sha256"], "data": BRATS_DATASET,
               "listing": _digest(sorted(p.name for p in root.iterdir() if p.is_dir()))}
     path = opts.out / "models" / f"{name}.json"
-    if name != DEFAULT_MODEL:
-        return None
     if not _should_evaluate(name, path, inputs, opts, cards):
         return None
     print(f"{name}: evaluating BraTS cases ...", flush=True)
-    folder = cards.source[name]
-    result = evaluate_brats(root) if folder == config.WEIGHTS_DIR else evaluate_brats(root, weights_dir=folder)
+    result = evaluate_brats(root, weights_dir=cards.source[name], name=name)
     detail = {"name": name, "task": "brats", "inputs": inputs, "data": BRATS_DATASET, "result": result,
               "command": comparison.ARTIFACTS_COMMAND}
     _write_json(path, detail)
@@ -498,9 +494,15 @@ def build_summary(out: Path, weights_dir: Path | None = None) -> dict:
             entry["evaluated_sha256"] = detail["inputs"]["sha256"]
             if "tta" in detail["inputs"]:
                 entry["tta"] = detail["inputs"]["tta"]
-            members_now = {m: (cards.get(m) or {}).get("sha256") for m in detail["inputs"].get("members", {})}
-            entry["stale"] = bool(card) and (card.get("sha256") != detail["inputs"]["sha256"]
-                                             or members_now != detail["inputs"].get("members", {}))
+            fitted_on = detail["inputs"].get("members", {})
+            other_runs = sorted(m for m, sha in fitted_on.items() if (cards.get(m) or {}).get("sha256") != sha)
+            # members retrained here: re-evaluate; members trained elsewhere (a GPU run whose weights
+            # stay there): the ensemble stands as fitted, and its row names the runs it was fitted on
+            rerun = bool(other_runs) and all(cards.weights_here(m) for m in other_runs)
+            entry["stale"] = bool(card) and (card.get("sha256") != detail["inputs"]["sha256"] or rerun)
+            if other_runs and not rerun:
+                fitted_val = (card or {}).get("metrics", {}).get("val", {}).get("members_val_accuracy", {})
+                entry["member_runs_differ"] = {m: fitted_val.get(m) for m in other_runs}
             if "calibration" in detail:
                 cal = detail["calibration"]
                 entry["calibration"] = {"temperature": cal["temperature"], **{

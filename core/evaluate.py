@@ -2,7 +2,7 @@
 
     python -m core.evaluate classification --data DIR [--json OUT] [--clean-list SPLIT.json]
     python -m core.evaluate segmentation   --data DIR [--json OUT] [--folds 4]
-    python -m core.evaluate brats          --data DIR [--json OUT] [--include-training]
+    python -m core.evaluate brats          --data DIR [--json OUT] [--include-training] [--model NAME]
     python -m core.evaluate artifacts      [--data ROOT] [--out weights/eval] [--weights DIR] [--models NAME ...] [--force]
 
 ``classification``: DIR has one sub-folder per class (any subset of glioma, meningioma,
@@ -150,12 +150,14 @@ def brats_case_scores(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float,
     return scores
 
 
-def evaluate_brats(root: Path, include_training: bool = False, weights_dir: Path | None = None) -> dict:
-    """Region Dice/HD95 of the shipped BraTS model on every (unseen) case folder under ``root``."""
+def evaluate_brats(root: Path, include_training: bool = False, weights_dir: Path | None = None,
+                   name: str | None = None) -> dict:
+    """Region Dice/HD95 of the BraTS model ``name`` (default: the shipped one) on every (unseen)
+    case folder under ``root``."""
     from core.brats_model import VolumeSegmenter
     from core.volume import read_case_folder
 
-    segmenter = VolumeSegmenter.load(weights_dir=weights_dir)
+    segmenter = VolumeSegmenter.load(name, weights_dir=weights_dir)
     seen = set() if include_training else {
         c for part in ("train", "val") for c in segmenter.card.get("split_cases", {}).get(part, [])}
     folders = sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -222,7 +224,7 @@ def run_segmentation(args: argparse.Namespace) -> str:
 
 
 def run_brats(args: argparse.Namespace) -> str:
-    result = evaluate_brats(args.data, args.include_training)
+    result = evaluate_brats(args.data, args.include_training, name=args.model)
     if result["skipped_training_cases"]:
         print(f"skipped {len(result['skipped_training_cases'])} cases the model was trained or validated on")
     no_et = [c for c, s in result["cases"].items() if s["ET"]["empty_truth"] and s["ET"]["empty_pred"]]
@@ -275,6 +277,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--json", type=Path, default=None)
     b.add_argument("--include-training", action="store_true",
                    help="also score cases the model was trained or validated on")
+    b.add_argument("--model", default=None, help="BraTS model name in the manifest (default: the shipped one)")
     a = sub.add_parser("artifacts", help="model-comparison artifacts of every model (weights/eval)")
     a.add_argument("--data", type=Path, default=None,
                    help="public data folder with brain_mri_4class/, figshare_3064/, brats/ (default: $BTD_DATA_DIR)")

@@ -236,9 +236,10 @@ def render_model_cards(weights_dir: Path | None = None) -> str:
     return "\n".join(out)
 
 
-def promote(name: str, source: Path, weights_dir: Path | None = None) -> dict[str, Any]:
+def promote(name: str, source: Path, weights_dir: Path | None = None, role: str | None = None) -> dict[str, Any]:
     """Copy a model trained into another folder (e.g. a GPU run's ``--out``) into ``weights_dir``:
-    its file and training log, and its card with ``promoted_from`` naming the source folder.
+    its file and training log, and its card with ``promoted_from`` naming the source folder
+    (and ``role`` replacing the card's, e.g. ``comparison`` for a model offered beside the shipped one).
 
     The previous card's LiteRT export is dropped (re-export with ``python -m core.export_runtime``).
     """
@@ -252,6 +253,8 @@ def promote(name: str, source: Path, weights_dir: Path | None = None) -> dict[st
         (weights_dir / card["log"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / card["log"], weights_dir / card["log"])
     card = {k: v for k, v in card.items() if k not in ("sha256", "size_bytes", "runtime")}
+    if role is not None:
+        card["role"] = role
     return record_model(name, {**card, "promoted_from": str(source)}, weights_dir)
 
 
@@ -265,9 +268,10 @@ def main(argv: list[str] | None = None) -> None:
     promote_args = sub.add_parser("promote", help="copy a model (file, log, card) from another weights folder")
     promote_args.add_argument("name")
     promote_args.add_argument("--from", dest="source", type=Path, required=True)
+    promote_args.add_argument("--role", default=None, help="role in this manifest (default: the card's)")
     args = p.parse_args(argv)
     if args.command == "promote":
-        card = promote(args.name, args.source)
+        card = promote(args.name, args.source, role=args.role)
         print(f"promoted {args.name} from {args.source} (sha256 {card['sha256'][:12]})")
     manifest = load_manifest()
     for name in manifest["models"]:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from core import config, registry
 from core import volume_viz as vv
-from core.brats_model import DEFAULT_MODEL, VolumeSegmenter, model_problem
+from core.brats_model import VolumeSegmenter, available_models, model_problem, shipped_name
 from core.errors import InputError, ModelUnavailable
 from core.volume import (MAX_CASE_BYTES, MODALITIES, MODALITY_NAMES, PLANES, Case, compare_to_truth,
                          prediction_nifti, read_case, read_case_folder, window_presets)
@@ -41,9 +41,9 @@ st.write("Walk through a four-modality glioma MRI case (FLAIR, T1, T1ce, T2): ne
 
 # ----------------------------------------------------------------------------- cached, user-independent
 @st.cache_resource(show_spinner="Loading the BraTS model (first use only)…", max_entries=2)
-def load_segmenter(weights_dir: str, sha256: str) -> VolumeSegmenter:
-    """The shipped model (checksum verified); ``sha256`` keys the cache so a retrained model reloads."""
-    return VolumeSegmenter.load(DEFAULT_MODEL, Path(weights_dir))
+def load_segmenter(weights_dir: str, name: str, sha256: str) -> VolumeSegmenter:
+    """The BraTS model ``name`` (checksum verified); ``sha256`` keys the cache so a retrained model reloads."""
+    return VolumeSegmenter.load(name, Path(weights_dir))
 
 
 @st.cache_data(show_spinner=False)
@@ -151,40 +151,58 @@ def describe_case(stored: dict) -> None:
                 "not a patient scan. Model results on it only demonstrate the page.", icon=":material/science:")
     elif stored["kind"] == "public":
         st.caption(CITATION)
-        seen = training_role(case.case_id)
+        name = chosen_model()
+        seen = training_role(case.case_id, name)
         if seen:
-            st.warning(f"The shipped model was trained on this case ({seen} split): its scores here are optimistic.")
+            st.warning(f"The model {name} was trained on this case ({seen} split): its scores here are optimistic.")
 
 
-def training_role(case_id: str) -> str | None:
-    """The split ("train", "val") that used ``case_id`` to build the shipped model, if any."""
+def training_role(case_id: str, name: str) -> str | None:
+    """The split ("train", "val") that used ``case_id`` to build the model ``name``, if any."""
     try:
-        card = registry.model_card(DEFAULT_MODEL)
+        card = registry.model_card(name)
     except ModelUnavailable:
         return None
     return next((part for part in ("train", "val") if case_id in card.get("split_cases", {}).get(part, [])), None)
 
 
 # ----------------------------------------------------------------------------- model
+def chosen_model() -> str:
+    """The BraTS model picked on this page (session state), else the shipped one."""
+    picked = st.session_state.get("bx_model")
+    return picked if picked in available_models() else shipped_name()
+
+
+def pick_model() -> str:
+    """A choice between the BraTS models present (when there are several); returns the chosen name."""
+    names = available_models()
+    if len(names) < 2:
+        return chosen_model()
+    cards = registry.models_by("brats")
+    return st.radio("Model", names, horizontal=True, key="bx_model",
+                    format_func=lambda n: f"{n} ({'shipped' if cards[n].get('role') == 'shipped' else cards[n].get('role')})")
+
+
 def model_section(stored: dict) -> dict | None:
-    """Run the shipped model on demand; the prediction of this case (session state) or ``None``."""
+    """Run the chosen model on demand; the prediction of this case (session state) or ``None``."""
     case: Case = stored["case"]
     st.subheader("Model segmentation")
-    problem = model_problem()
+    name = pick_model()
+    problem = model_problem(name)
     if problem:
         st.warning(f"{problem} Everything else on this page works without it.", icon=":material/hourglass:")
         return None
-    card = registry.model_card(DEFAULT_MODEL)
+    card = registry.model_card(name)
     rules = card.get("postprocessing_rules", {})
     min_et = rules.get("min_et_mm3", 0)
     et_rule = f"; ET totals under {min_et:g} mm³ relabelled NCR" if min_et > 0 else ""
-    st.caption(f"**{DEFAULT_MODEL}**: {card.get('description', '')} Post-processing: tumour components under "
+    st.caption(f"**{name}**: {card.get('description', '')} Post-processing: tumour components under "
                f"{rules.get('min_component_mm3', 0):g} mm³ dropped{et_rule}.")
     arrived = st.session_state.pop("bx_autosegment", None) == stored["case"].case_id and stored["kind"] == "public"
     if st.button("Segment with the model", type="primary", key="bx_segment") or arrived:
-        run_model(stored, card)
+        run_model(stored, name, card)
     pred = st.session_state.get("bx_pred")
-    if not pred or pred["key"] != stored["key"]:
+    if not pred or pred["key"] != stored["key"] or pred["model"] != name:
         return None
     st.success(f"Segmented {'×'.join(map(str, case.shape))} voxels in {pred['seconds']:.1f} s on the CPU "
                f"({pred['model']}, sha256 {pred['sha256'][:12]}…).", icon=":material/check_circle:")
@@ -193,14 +211,15 @@ def model_section(stored: dict) -> dict | None:
     return pred
 
 
-def run_model(stored: dict, card: dict) -> None:
+def run_model(stored: dict, name: str, card: dict) -> None:
     case: Case = stored["case"]
     try:
-        segmenter = load_segmenter(str(config.WEIGHTS_DIR), card["sha256"])
+        segmenter = load_segmenter(str(config.WEIGHTS_DIR), name, card["sha256"])
     except ModelUnavailable as err:
         st.error(f"The BraTS model cannot be loaded: {err}")
         return
-    bar = st.progress(0.0, text="Segmenting the case slice by slice…")
+    sweep = "window by window" if segmenter.dims == 3 else "slice by slice"
+    bar = st.progress(0.0, text=f"Segmenting the case {sweep}…")
     started = time.perf_counter()
     labels = segmenter.segment(case.images, case.spacing_mm,
                                progress=lambda f: bar.progress(f, text=f"Segmenting the case… {f:.0%}"))

@@ -122,7 +122,7 @@ def show_pending(task: str) -> None:
         return
     st.markdown("**Runs waiting** — these models have no evaluation artifacts yet:")
     if any(MODELS[r["name"]]["status"] == "awaiting_gpu" for r in runs):
-        st.caption("Training these keras.applications backbones from scratch needs a GPU (`scripts/gpu_train_2d.sh` "
+        st.caption("Training these keras.applications backbones from scratch needs a GPU (`scripts/gpu_train.sh` "
                    "queues them on one); their weights are too large to ship, so the runs write to "
                    f"`{comparison.GPU_RUNS}/` and only their artifacts, logs and cards are committed. Their parameters "
                    "and CPU latency above are measured on the untrained architecture (same compute). No smaller "
@@ -250,7 +250,9 @@ with tabs[2]:
     brats = comparison.brats_table(summary)
     st.dataframe(brats, hide_index=True, column_config={c: NUM4 for c in brats.columns if "Dice" in c}, key="mc_brats_table")
     st.caption("Regions: WT = labels {1, 2, 4}, TC = {1, 4}, ET = {4}; a region empty in both truth and prediction "
-               "counts as Dice 1.0. Cases used for training or validation are skipped.")
+               "counts as Dice 1.0. Cases used for training or validation are skipped. CPU ms/pass: one pass of "
+               "the network on its *network input* — a whole axial slice for a 2D model, one sliding window for a "
+               "3D one; a full 240×240×155 case is timed by `python -m core.bench_volume --model NAME`.")
     show_brats_cases()
     show_pending("brats")
 

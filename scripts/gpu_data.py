@@ -1,7 +1,7 @@
 """Carry the 2D training data to a GPU machine that cannot reach ``$BTD_DATA_DIR``.
 
     python scripts/gpu_data.py pack --out .carry          # here, with the public data
-    python scripts/gpu_data.py unpack .carry --to DATA    # there, before `scripts/gpu_train_2d.sh`
+    python scripts/gpu_data.py unpack .carry --to DATA    # there, before `scripts/gpu_train.sh` (cache: DATA/../cache)
     python scripts/gpu_data.py pack-brats --out .carry3d  # the BraTS training/validation cases
     python scripts/gpu_data.py unpack-brats .carry3d --to DATA
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -175,6 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "unpack-brats":
         unpack_brats(args.carry, args.to)
     else:
+        # seed the cache where scripts/gpu_train.sh RUNS looks (RUNS/cache beside RUNS/data), unless set
+        if "BTD_CACHE_DIR" not in os.environ:
+            config.CACHE_DIR = args.to.parent / "cache"
+        print(f"cache: {config.CACHE_DIR}", flush=True)
         unpack(args.carry, args.to, args.every)
 
 

@@ -11,7 +11,7 @@ python -m core.train.classifier --model efficientnet_compact --size 128 --epochs
 python -m core.train.classifier --model mobilenet_compact --size 128 --epochs 30
 python -m core.train.classifier --model densenet_compact --size 128 --epochs 20 --max-minutes 32
 # resnet_compact and the comparison U-Net ran on an H100 with Keras on JAX (KERAS_BACKEND=jax) in
-# scripts/gpu_train_2d.sh, beside other jobs, on data carried by scripts/gpu_data.py, and were copied
+# scripts/gpu_train.sh, beside other jobs, on data carried by scripts/gpu_data.py, and were copied
 # in with their cards by `core.registry promote`. On a CPU: drop --out and give --max-minutes hours.
 python -m core.train.classifier --model resnet_compact --size 128 --epochs 60 --max-minutes 6.5 --out runs/gpu/shipped
 python -m core.registry promote resnet_compact --from runs/gpu/shipped

@@ -268,6 +268,31 @@ def test_segment_with_model_compare_and_download(stand_in_weights):
     assert not at.exception, at.exception
 
 
+def test_a_second_brats_model_is_offered_and_segments_window_by_window(stand_in_weights):
+    """With a 3D model beside the shipped 2D one, the page offers both (shipped first); the chosen
+    model segments and names itself; switching model asks for a new run."""
+    from core import registry
+    from core.models.segmenters import build_segmenter
+
+    build_segmenter("unet3d", input_size=None, channels=4, num_classes=4, base=2, depth=2).save(
+        stand_in_weights / "unet3d_brats.keras")
+    registry.record_model("unet3d_brats", {
+        "task": "brats", "role": "comparison", "dims": 3, "file": "unet3d_brats.keras",
+        "input": {"window": 32, "multiple": 4, "overlap": 0.25},
+        "description": "untrained 3D stand-in for tests", "postprocessing_rules": {"min_component_mm3": 0.0, "min_et_mm3": 0.0},
+        "split_cases": {"train": [], "val": [], "test": []}}, stand_in_weights)
+    at = page()
+    assert at.radio(key="bx_model").options == ["unet2d_brats (shipped)", "unet3d_brats (comparison)"]
+    assert at.radio(key="bx_model").value == "unet2d_brats"
+    at.radio(key="bx_model").set_value("unet3d_brats").run()
+    at.button(key="bx_segment").click().run()
+    assert not at.exception, at.exception
+    assert any("Segmented 96×96×72 voxels" in s.value and "unet3d_brats" in s.value for s in at.success)
+    assert "dice" in table(at).columns
+    at.radio(key="bx_model").set_value("unet2d_brats").run()
+    assert not any("Segmented" in s.value for s in at.success)             # that prediction was the other model's
+
+
 # --------------------------------------------------------------------------- real data
 
 

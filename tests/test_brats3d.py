@@ -284,6 +284,18 @@ def test_shipped_name_prefers_the_2d_default_among_several(tmp_path):
     assert shipped_name(tmp_path / "none") == brats_model.DEFAULT_MODEL
 
 
+def test_available_models_lists_present_brats_files_shipped_first(tmp_path):
+    cards = {"unet3d_brats": {"task": "brats", "role": "comparison", "file": "b.keras"},
+             brats_model.DEFAULT_MODEL: {"task": "brats", "role": "shipped", "file": "a.keras"},
+             "gone": {"task": "brats", "role": "comparison", "file": "missing.keras"},
+             "resunet": {"task": "segmentation", "role": "shipped", "file": "c.keras"}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema": 1, "models": cards}))
+    for name in ("a.keras", "b.keras", "c.keras"):
+        (tmp_path / name).write_bytes(b"x")
+    assert brats_model.available_models(tmp_path) == [brats_model.DEFAULT_MODEL, "unet3d_brats"]
+    assert brats_model.available_models(tmp_path / "none") == []
+
+
 def test_split_like_takes_the_cards_cases_without_the_test_ones(tmp_path, monkeypatch):
     from core import config, registry
     from core.train.brats import case_split, parse_args

@@ -238,7 +238,7 @@ def test_brats_artifact_comes_from_evaluate_brats(tmp_path, monkeypatch):
     out = tmp_path / "eval"
     summary = write_artifacts(Options(out=out, data=data, models=["unet2d_brats"], latency=False, weights_dir=weights))
     entry = summary["models"]["unet2d_brats"]
-    assert calls == [{"weights_dir": weights}]
+    assert calls == [{"weights_dir": weights, "name": "unet2d_brats"}]
     assert entry["status"] == "evaluated" and entry["task"] == "brats"
     assert entry["metrics"]["test"]["WT"] == {"dice": 0.8123, "hd95_mm": 7.5} and entry["metrics"]["test"]["n"] == 2
     table = comparison.brats_table(summary)
@@ -333,7 +333,7 @@ def test_committed_tables_show_how_long_each_model_trained(committed):
     for name in ("resunet", "unet", "attention_unet"):
         card = cards[name]
         assert seg.loc[name, "epochs"] == f"{card['epochs']}{'*' if card['stopped_by_time_budget'] else ''}"
-    assert comparison.classification_table(committed, "official").set_index("model").loc["xception", "epochs"] is None
+    assert comparison.classification_table(committed, "official").set_index("model").loc["densenet121", "epochs"] is None
 
 
 def test_committed_artifacts_are_small_and_relative(committed):
@@ -382,3 +382,13 @@ def test_brats_case_table_lists_every_unseen_case_with_its_scores():
     assert list(table.columns) == ["case", "WT Dice", "WT HD95 mm", "ET Dice", "ET HD95 mm"]
     assert table.loc[1, "WT Dice"] == 0.8 and table.loc[1, "ET HD95 mm"] == 0.0
     assert comparison.brats_case_table({}).empty
+
+
+def test_an_ensemble_fitted_on_other_member_runs_says_which():
+    """A GPU ensemble whose members' rows are other (better-validated) runs is evaluated, not stale,
+    and its status names the runs it was fitted on with their validation accuracy."""
+    entry = {"status": "evaluated", "stale": False, "member_runs_differ": {"inceptionv3": 0.8098, "resnet50": None}}
+    text = comparison.status_text(entry)
+    assert text.startswith("evaluated; fitted on other runs of")
+    assert "inceptionv3 (val accuracy 0.8098)" in text and "resnet50 than their rows show" in text
+    assert comparison.status_text({"status": "evaluated", "stale": True}).startswith("evaluated on earlier weights")

@@ -110,6 +110,8 @@ def test_promote_copies_file_log_and_card(tmp_path: Path):
     assert stored == card and stored["promoted_from"] == str(source)
     assert stored["sha256"] == registry.file_sha256(target / "tiny.keras")
     assert registry.verified_path("tiny", target) == target / "tiny.keras"
+    assert stored["role"] == _tiny_card("tiny.keras").get("role")
+    assert registry.promote("tiny", source, target, role="shipped")["role"] == "shipped"
 
 
 def test_promote_refuses_a_file_that_does_not_match_its_card(tmp_path: Path):
@@ -125,13 +127,13 @@ def test_promote_refuses_a_file_that_does_not_match_its_card(tmp_path: Path):
 
 
 def test_gpu_queue_runs_each_job_once_and_marks_it_done(tmp_path: Path):
-    """scripts/gpu_train_2d.sh with a stand-in interpreter (echo): every named job runs with the
+    """scripts/gpu_train.sh with a stand-in interpreter (echo): every named job runs with the
     shared recipe and leaves its log and exit status; an unknown job name is refused."""
     import subprocess
     import time
 
     env = {"PATH": "/usr/bin:/bin", "PYTHON": "echo"}
-    script = ROOT / "scripts" / "gpu_train_2d.sh"
+    script = ROOT / "scripts" / "gpu_train.sh"
     runs = tmp_path / "runs"
     out = subprocess.run(["bash", str(script), str(runs), "2", "2", "resnet_compact", "unet", "vgg19"],
                          env=env, capture_output=True, text=True, timeout=60)
@@ -146,6 +148,8 @@ def test_gpu_queue_runs_each_job_once_and_marks_it_done(tmp_path: Path):
     assert f"--out {runs}/segmenters" in unet and "--max-minutes 2" in unet
     vgg = (runs / "logs" / "vgg19.log").read_text()
     assert "--model vgg19" in vgg and "--epochs 30" in vgg and f"--out {runs}/comparison" in vgg
+    assert "--lr 1e-4" in vgg  # no batch normalisation: the shared peak rate never trains it
+    assert f"-m core.evaluate artifacts --out {runs}/eval/vgg19" in vgg and "--models vgg19" in vgg
 
     bad = subprocess.run(["bash", str(script), str(runs), "2", "2", "no_such_model"], env=env,
                          capture_output=True, text=True, timeout=60)

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         "architecture": "stacking (logistic regression meta-learner)",
         "file": path.name,
         "members": args.members,
+        "member_sha256": {m.name: m.sha256 for m in members},
         "member_tta": args.tta,
         "params": int(np.size(ensemble.coef) + np.size(ensemble.intercept)),
         "classes": classes,
