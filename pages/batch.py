@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
@@ -23,8 +24,9 @@ st.write("Upload many slices, or a .zip of them, and get one row per file: the c
          "is reported in its own row and the batch goes on.")
 
 
-def chosen_files() -> tuple[list[tuple[str, bytes]], list[BatchItem] | None]:
-    """Uploaded or sample files to expand, or held-out items that carry their ground truth."""
+def chosen_files() -> tuple[list[tuple[str, bytes]], Callable[[], list[BatchItem]] | None]:
+    """Uploaded or sample files to expand, or held-out files with a loader of their items carrying
+    the ground truth (expert masks are read only when the batch runs, not on every rerun)."""
     source = st.radio("Input", ["Upload files", "The synthetic samples", "Held-out public images"],
                       horizontal=True, key="bt_source")
     if source == "The synthetic samples":
@@ -34,7 +36,7 @@ def chosen_files() -> tuple[list[tuple[str, bytes]], list[BatchItem] | None]:
         return [(n, sample_bytes(n)) for n in names], None
     if source == "Held-out public images":
         picked = choose_held_out_sample()
-        return [(item.relative, data) for item, data in picked], [
+        return [(item.relative, data) for item, data in picked], lambda: [
             BatchItem(item.relative, data, item.label, item.expert_mask()) for item, data in picked]
     uploads = st.file_uploader("Slices (PNG, JPEG, TIFF, BMP, DICOM, NIfTI) or .zip archives of them",
                                type=[*SUPPORTED_EXTENSIONS, "zip"], accept_multiple_files=True, key="bt_upload")
@@ -57,17 +59,20 @@ files, truth_items = chosen_files()
 options, use_guard = batch_options()
 if not files:
     st.stop()
-items, problems = (truth_items, []) if truth_items is not None else expand_uploads(files)
-st.caption(f"{len(items)} file(s) to analyse" + (f"; {len(problems)} archive problem(s)" if problems else "") + ".")
+items, problems = ([], []) if truth_items is not None else expand_uploads(files)
+n_items = len(files) if truth_items is not None else len(items)
+st.caption(f"{n_items} file(s) to analyse" + (f"; {len(problems)} archive problem(s)" if problems else "") + ".")
 digest = hashlib.sha256()
 for name, data in files:
     digest.update(name.encode())
     digest.update(hashlib.sha256(data).digest())
 batch_key = digest.hexdigest() + repr((options, use_guard))
 
-if st.button("Run batch", type="primary", key="bt_go", disabled=not items and not problems):
+if st.button("Run batch", type="primary", key="bt_go", disabled=not n_items and not problems):
     analyzer = analyzer_or_error()
     if analyzer is not None:
+        if truth_items is not None:
+            items = truth_items()
         bar = st.progress(0.0, text="Starting…")
 
         def progress(done: int, total: int, name: str) -> None:
