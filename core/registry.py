@@ -108,10 +108,19 @@ def verified_path(name: str, weights_dir: Path | None = None) -> Path:
 
 
 def load_keras_model(name: str, weights_dir: Path | None = None):
-    """Load a checked ``.keras`` model for inference (no optimizer, not compiled)."""
+    """Load a checked model for inference (no optimizer, not compiled): its ``.keras`` file, or its
+    float16 weights rebuilt on the card's architecture (:mod:`core.compact_weights`)."""
     import keras  # local: importing the backend is slow, and the manifest tools do not need it
 
-    return keras.saving.load_model(verified_path(name, weights_dir), compile=False)
+    path = verified_path(name, weights_dir)
+    card = model_card(name, weights_dir)
+    if card.get("format") is not None:
+        from core import compact_weights
+
+        if card["format"] != compact_weights.FORMAT:
+            raise ModelUnavailable(f"{name}: unknown weights format {card['format']!r}")
+        return compact_weights.load_fp16(path, card["builder"])
+    return keras.saving.load_model(path, compile=False)
 
 
 def runtime_problem(name: str, weights_dir: Path | None = None) -> str | None:
@@ -223,7 +232,7 @@ def render_model_cards(weights_dir: Path | None = None) -> str:
         out += [f"## {name}", "", card.get("description", ""), "", "| field | value |", "| --- | --- |"]
         for key in ("task", "role", "architecture", "file", "sha256", "size_bytes", "params", "input",
                     "classes", "data", "split", "epochs", "backend", "trained_at", "training_command",
-                    "initialised_from", "postprocessing", "runtime"):
+                    "initialised_from", "postprocessing", "runtime", "format", "fp16_max_output_difference"):
             if key in card:
                 value = card[key]
                 if isinstance(value, (dict, list)):
@@ -236,10 +245,13 @@ def render_model_cards(weights_dir: Path | None = None) -> str:
     return "\n".join(out)
 
 
-def promote(name: str, source: Path, weights_dir: Path | None = None, role: str | None = None) -> dict[str, Any]:
+def promote(name: str, source: Path, weights_dir: Path | None = None, role: str | None = None,
+            fp16: bool = False) -> dict[str, Any]:
     """Copy a model trained into another folder (e.g. a GPU run's ``--out``) into ``weights_dir``:
     its file and training log, and its card with ``promoted_from`` naming the source folder
     (and ``role`` replacing the card's, e.g. ``comparison`` for a model offered beside the shipped one).
+    ``fp16``: store a segmenter's weights in float16 instead (:mod:`core.compact_weights`; half
+    the size of a float32 ``.keras`` file too large for ``weights/``).
 
     The previous card's LiteRT export is dropped (re-export with ``python -m core.export_runtime``).
     """
@@ -248,7 +260,18 @@ def promote(name: str, source: Path, weights_dir: Path | None = None, role: str 
     weights_dir = weights_dir or config.WEIGHTS_DIR
     card = model_card(name, source)
     verified_path(name, source)
-    shutil.copy2(source / card["file"], weights_dir / card["file"])
+    if fp16:
+        from core import compact_weights
+
+        target = weights_dir / (Path(card["file"]).name.split(".")[0] + compact_weights.SUFFIX)
+        channels, classes = card["input"]["channels"], card["classes"]
+        builder = compact_weights.segmenter_builder(
+            card, len(channels) if isinstance(channels, list) else int(channels), len(classes))
+        window = int(card["input"].get("window", 0)) or int(card["input"].get("size", 64))
+        probe = (window,) * (3 if card.get("dims") == 3 else 2) + (builder["kwargs"]["channels"],)
+        card = {**card, **compact_weights.convert(source / card["file"], target, builder, probe), "file": target.name}
+    else:
+        shutil.copy2(source / card["file"], weights_dir / card["file"])
     if card.get("log") and (source / card["log"]).is_file():
         (weights_dir / card["log"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / card["log"], weights_dir / card["log"])
@@ -269,9 +292,11 @@ def main(argv: list[str] | None = None) -> None:
     promote_args.add_argument("name")
     promote_args.add_argument("--from", dest="source", type=Path, required=True)
     promote_args.add_argument("--role", default=None, help="role in this manifest (default: the card's)")
+    promote_args.add_argument("--fp16", action="store_true",
+                              help="store a segmenter's weights in float16 (half the size; core.compact_weights)")
     args = p.parse_args(argv)
     if args.command == "promote":
-        card = promote(args.name, args.source, role=args.role)
+        card = promote(args.name, args.source, role=args.role, fp16=args.fp16)
         print(f"promoted {args.name} from {args.source} (sha256 {card['sha256'][:12]})")
     manifest = load_manifest()
     for name in manifest["models"]:

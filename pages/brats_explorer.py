@@ -13,7 +13,7 @@ import streamlit as st
 
 from core import config, registry
 from core import volume_viz as vv
-from core.brats_model import VolumeSegmenter, available_models, model_problem, shipped_name
+from core.brats_model import VolumeSegmenter, available_models, card_dims, model_problem, shipped_name
 from core.errors import InputError, ModelUnavailable
 from core.volume import (MAX_CASE_BYTES, MODALITIES, MODALITY_NAMES, PLANES, Case, compare_to_truth,
                          prediction_nifti, read_case, read_case_folder, window_presets)
@@ -180,7 +180,8 @@ def pick_model() -> str:
         return chosen_model()
     cards = registry.models_by("brats")
     return st.radio("Model", names, horizontal=True, key="bx_model",
-                    format_func=lambda n: f"{n} ({'shipped' if cards[n].get('role') == 'shipped' else cards[n].get('role')})")
+                    format_func=lambda n: f"{n} ({card_dims(cards[n])}D, {cards[n].get('role', 'comparison')})",
+                    help="The shipped model is the one validation picked; the others are offered for comparison.")
 
 
 def model_section(stored: dict) -> dict | None:

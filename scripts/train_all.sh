@@ -23,6 +23,9 @@ python -m core.registry promote unet --from runs/gpu/segmenters
 python -m core.train.segmenter --model attention_unet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 85 --workers 1
 python -m core.train.tune_segmenter --model attention_unet
 python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110
+# the original 3D U-Net (a GPU: 18 minutes on an H100 beside other jobs), stored as float16 weights
+python -m core.train.brats --model unet3d --split-like unet2d_brats --crop 96 --base 16 --depth 4 --batch 2 --epochs 60 --samples-per-epoch 800 --workers 4 --max-minutes 18 --out runs/gpu/brats
+python -m core.registry promote unet3d_brats --from runs/gpu/brats --role comparison --fp16
 python -m core.export_runtime
 python -m core.guard fit
 python -m core.dedup split --out weights/eval/dedup_testing.json

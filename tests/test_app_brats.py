@@ -282,7 +282,7 @@ def test_a_second_brats_model_is_offered_and_segments_window_by_window(stand_in_
         "description": "untrained 3D stand-in for tests", "postprocessing_rules": {"min_component_mm3": 0.0, "min_et_mm3": 0.0},
         "split_cases": {"train": [], "val": [], "test": []}}, stand_in_weights)
     at = page()
-    assert at.radio(key="bx_model").options == ["unet2d_brats (shipped)", "unet3d_brats (comparison)"]
+    assert at.radio(key="bx_model").options == ["unet2d_brats (2D, shipped)", "unet3d_brats (3D, comparison)"]
     assert at.radio(key="bx_model").value == "unet2d_brats"
     at.radio(key="bx_model").set_value("unet3d_brats").run()
     at.button(key="bx_segment").click().run()
