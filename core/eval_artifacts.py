@@ -120,6 +120,13 @@ class Cards:
             return False
 
 
+def _runtime_inputs(names: list[str] | tuple[str, ...], cards: Cards) -> dict:
+    """The LiteRT exports that serve ``names`` (an input of their evaluation: a re-export, say from
+    float32 to int8 weights, is evaluated again); empty when none has one."""
+    exported = registry.runtime_sha256s(list(names), cards.cards)
+    return {"runtime_sha256": exported} if exported else {}
+
+
 def _should_evaluate(name: str, path: Path, inputs: dict, opts: Options, cards: Cards,
                      members: list[str] | tuple[str, ...] = ()) -> bool:
     """Whether ``name`` needs (and can get) a fresh artifact at ``path``; says why not when not."""
@@ -264,7 +271,8 @@ def evaluate_classifier(name: str, cards: Cards, test: TestSet, probs_of: Probab
     tta = card.get("member_tta", "none") if members else comparison.protocol_tta(cards.cards)
     inputs = {"version": ARTIFACT_VERSION, "sha256": card["sha256"],
               "members": {m: (cards.get(m) or {}).get("sha256") for m in members}, "tta": tta,
-              "data": CLS_DATASET, "listing": test.digest, "clean_list": test.clean_sha, "n_boot": opts.n_boot}
+              "data": CLS_DATASET, "listing": test.digest, "clean_list": test.clean_sha, "n_boot": opts.n_boot,
+              **_runtime_inputs(members or [name], cards)}
     path = opts.out / "models" / f"{name}.json"
     if not _should_evaluate(name, path, inputs, opts, cards, members):
         return None
@@ -348,7 +356,8 @@ def evaluate_segmenter(name: str, cards: Cards, root: Path, opts: Options) -> di
     rel = [listing.images[i].relative_to(root).as_posix() for i in take]
     inputs = {"version": ARTIFACT_VERSION, "sha256": card["sha256"], "data": SEG_DATASET, "folds": list(SEG_FOLDS),
               "spacing_mm": SEG_SPACING_MM, "listing": _digest(rel), "n_boot": opts.n_boot,
-              "postprocessing": rules_from_card(card).__dict__}  # re-tuned rules: a new evaluation
+              "postprocessing": rules_from_card(card).__dict__,  # re-tuned rules: a new evaluation
+              **_runtime_inputs([name], cards)}
     path = opts.out / "models" / f"{name}.json"
     if not _should_evaluate(name, path, inputs, opts, cards):
         return None
@@ -395,7 +404,8 @@ def evaluate_brats_model(name: str, cards: Cards, root: Path, opts: Options) -> 
 
     card = cards.get(name)
     inputs = {"version": ARTIFACT_VERSION, "sha256": card["sha256"], "data": BRATS_DATASET,
-              "listing": _digest(sorted(p.name for p in root.iterdir() if p.is_dir()))}
+              "listing": _digest(sorted(p.name for p in root.iterdir() if p.is_dir())),
+              **_runtime_inputs([name], cards)}
     path = opts.out / "models" / f"{name}.json"
     if not _should_evaluate(name, path, inputs, opts, cards):
         return None

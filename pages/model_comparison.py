@@ -161,8 +161,9 @@ def show_tradeoff(table: pd.DataFrame, score: str, key: str) -> None:
     st.caption(f"CPU latency: median of warm runs, batch 1, one preprocessed image, every model run by Keras, measured "
                f"by `python -m core.bench --models all` on {(summary.get('latency_machine') or {}).get('cpu_count', '?')} "
                "CPU cores while other jobs may run; untrained architectures are timed for models not trained yet. "
-               "LiteRT ms: the same call on the LiteRT exports the app runs (shipped models only; same "
-               "probabilities, see `python -m core.export_runtime`).")
+               "LiteRT ms: the same call on the LiteRT exports the app runs (shipped models only; int8 "
+               "weights where they were measured faster, with the same held-out accuracy and Dice; "
+               "see `python -m core.export_runtime`).")
 
 
 tabs = st.tabs(["Classification", "Segmentation", "BraTS", "Reported vs ours", "Calibration", "Error browser"])

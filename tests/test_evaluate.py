@@ -68,4 +68,4 @@ def test_official_testing_split_accuracy(data_root, capsys):
     line = result_line(capsys)
     fields = dict(kv.split("=") for kv in line.split()[1:])
     assert fields["n"] == "1311"
-    assert float(fields["accuracy"]) >= 0.95
+    assert float(fields["accuracy"]) >= 0.99  # the headline target (shipped: 0.9916)
