@@ -6,9 +6,10 @@ the XNNPACK CPU delegate returns the same probabilities (differences ~1e-7) in a
 time. A ``dynamic_int8`` export also stores the weights as int8 and quantises activations on the
 fly (XNNPACK's dynamically quantised kernels): outputs within ~1e-2 of Keras with the same held-out
 accuracy and Dice (checked by the real-data tests), up to four times faster for plain
-convolutions, slower for depthwise ones; :mod:`core.export_runtime` picks per network by timing. ``python -m core.export_runtime`` writes the flatbuffers and records each one in its model's
-card; :func:`core.registry.load_inference_model` picks the flatbuffer when it is current and falls
-back to the Keras file otherwise. Grad-CAM and training keep using the Keras models.
+convolutions, slower for depthwise ones; :mod:`core.export_runtime` picks per network by timing.
+``python -m core.export_runtime`` writes the flatbuffers and records each one in its model's card;
+:func:`core.registry.load_inference_model` picks the flatbuffer when it is current and falls back
+to the Keras file otherwise. Grad-CAM and training keep using the Keras models.
 """
 from __future__ import annotations
 

@@ -45,6 +45,12 @@ def test_shipped_exports_are_current_and_match_keras(name):
     assert largest_difference(lite.predict_on_batch(x), keras_model.predict_on_batch(x)) < MAX_ABS_DIFF[quantization]
 
 
+def test_every_flatbuffer_is_listed_in_a_card():
+    cards = registry.load_manifest()["models"].values()
+    listed = {c["runtime"]["file"] for c in cards if "runtime" in c}
+    assert {p.name for p in config.WEIGHTS_DIR.glob("*.tflite")} == listed
+
+
 def test_each_shipped_export_is_int8_exactly_where_its_timing_chose_it():
     cards = registry.load_manifest()["models"]
     modes = {}
