@@ -23,7 +23,6 @@ convolutions) and the BraTS model on its 8-slice batches were faster in float32.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
@@ -70,30 +69,23 @@ def largest_difference(a: Any, b: Any) -> float:
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b, strict=True))
 
 
-def time_call(content: bytes, x: np.ndarray, repeats: int = 30) -> float:
-    """Median warm milliseconds of one ``predict_on_batch(x)`` on a flatbuffer."""
-    model = runtime.LiteModel(content)
-    for _ in range(3):
-        model.predict_on_batch(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict_on_batch(x)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
-
-
 def faster_mode(timed_ms: dict[str, float]) -> str:
     """``dynamic_int8`` when it ran at least :data:`INT8_MIN_SPEEDUP` times faster than float32."""
     return "dynamic_int8" if timed_ms["float32"] >= INT8_MIN_SPEEDUP * timed_ms["dynamic_int8"] else "float32"
 
 
-def choose_quantization(model: Any, task: str | None) -> tuple[str, dict[str, bytes], dict[str, float]]:
-    """``(mode, flatbuffers by mode, median ms by mode)``: both exports timed on the app's batch for
-    ``task`` (:data:`APP_BATCH`), the mode picked by :func:`faster_mode`."""
-    x = probe_input(model, free_side=128, batch=APP_BATCH.get(task or "", 1))
+def choose_quantization(model: Any, batch: int, repeats: int = 30) -> tuple[str, dict[str, bytes], dict[str, float]]:
+    """``(mode, flatbuffers by mode, median ms by mode)``: both exports timed on a ``batch`` of
+    probes in alternating blocks (:func:`core.bench.interleaved_median_ms`, so host drift hits
+    both alike), the mode picked by :func:`faster_mode`."""
+    from core.bench import interleaved_median_ms
+
+    x = probe_input(model, free_side=128, batch=batch)
     contents = {mode: runtime.export_flatbuffer(model, mode) for mode in runtime.QUANTIZATIONS}
-    timed = {mode: round(time_call(content, x), 2) for mode, content in contents.items()}
+    runners = {mode: runtime.LiteModel(content) for mode, content in contents.items()}
+    medians = interleaved_median_ms({mode: (lambda r=r: r.predict_on_batch(x)) for mode, r in runners.items()},
+                                    repeats)
+    timed = {mode: round(ms, 2) for mode, ms in medians.items()}
     return faster_mode(timed), contents, timed
 
 
@@ -108,9 +100,10 @@ def export_model(name: str, weights_dir: Path | None = None, quantization: str =
     model = registry.load_keras_model(name, weights_dir)
     timing: dict[str, Any] = {}
     if quantization == "auto":
-        quantization, contents, timed = choose_quantization(model, card.get("task"))
+        batch = APP_BATCH.get(card.get("task") or "", 1)
+        quantization, contents, timed = choose_quantization(model, batch)
         content = contents[quantization]
-        timing = {"timed_ms": timed, "timed_batch": APP_BATCH.get(card.get("task") or "", 1),
+        timing = {"timed_ms": timed, "timed_batch": batch,
                   "chosen_by": f"auto: int8 only when at least {INT8_MIN_SPEEDUP:g}x faster than float32 here"}
     else:
         content = runtime.export_flatbuffer(model, quantization)
