@@ -43,6 +43,28 @@ BRATS_REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 4), "TC": (1, 4), "ET"
 MAX_IMAGE_SIDE = 8192
 MAX_SLICE_BYTES = 200 * 1024 * 1024
 
+# Budgets checked from the headers, before any pixel is decoded (README "Limits on uploads").
+#: Most pixels in one raster image or one DICOM frame: 64 MP (8192 x 8192).
+MAX_FRAME_PIXELS = 64 * 2**20
+#: Most frames in a multi-frame DICOM or pages in a TIFF.
+MAX_FRAMES = 2048
+#: Most voxels in a NIfTI file read for a slice (256 M) and most bytes it may decompress to.
+MAX_NIFTI_VOXELS = 256 * 2**20
+MAX_NIFTI_BYTES = 2 * MAX_SLICE_BYTES
+#: Most bytes a deflated-transfer-syntax DICOM may inflate to (counted while streaming).
+MAX_DICOM_INFLATED_BYTES = MAX_SLICE_BYTES
+#: Longest side of a decoded slice. Larger images are decoded reduced (JPEG by the decoder at
+#: 1/2, 1/4 or 1/8 scale, everything else by averaging blocks of pixels) and their pixel spacing
+#: grows by the same factor; no model here uses more than 256 px of a slice.
+MAX_DECODED_SIDE = 1024
+#: Batch zips: most entries in one archive, most uncompressed bytes taken from the archives of
+#: one batch. Nested zips are not opened; a member over MAX_SLICE_BYTES is not extracted.
+MAX_ZIP_MEMBERS = 2000
+MAX_ZIP_BYTES = 512 * 2**20
+#: Plausible pixel or voxel spacing in mm. A slice whose stated spacing falls outside is read
+#: with its spacing unknown (measured in pixels; the metadata says why); a BraTS case is refused.
+SPACING_RANGE_MM = (1e-3, 100.0)
+
 
 def data_dir() -> Path | None:
     """Folder with the public datasets: ``BTD_DATA_DIR`` or ``../shared/data`` beside the repo.

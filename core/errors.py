@@ -26,6 +26,10 @@ class ImageTooLarge(InputError):
     """The image or upload exceeds the size limits."""
 
 
+class EmptyImage(InputError):
+    """The file's header declares an image with no pixels (a dimension of size 0)."""
+
+
 class NoPixelData(InputError):
     """A DICOM file without an image in it (a report, a structured document...)."""
 

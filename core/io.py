@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
+import struct
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from core import config
 from core.errors import (
     CorruptFile,
     EmptyFile,
+    EmptyImage,
     ImageTooLarge,
     InputError,
     NeedsSliceSelection,
@@ -56,7 +59,7 @@ _FORMAT_LABELS: dict[str, str] = {
 _SUPPORTED_TEXT = "PNG, JPEG, TIFF, BMP, DICOM (.dcm) or NIfTI (.nii / .nii.gz)"
 
 #: Largest decompressed ``.nii.gz`` accepted (guards against gzip bombs).
-MAX_DECOMPRESSED_BYTES = 2 * config.MAX_SLICE_BYTES
+MAX_DECOMPRESSED_BYTES = config.MAX_NIFTI_BYTES
 
 _PLANES = ("sagittal", "coronal", "axial")
 #: Image edges (top, bottom, left, right) of a returned NIfTI slice, per axis.
@@ -232,6 +235,98 @@ def _check_side(height: int, width: int, name: str) -> None:
         )
 
 
+def _check_frame(height: int, width: int, name: str) -> None:
+    """Refuse a frame with no pixels, a side over the limit or more than the pixel budget."""
+    if height <= 0 or width <= 0:
+        raise EmptyImage(
+            f"'{name}' declares an image of {width}x{height} pixels: it holds no image. "
+            "The file is damaged or was not exported correctly."
+        )
+    _check_side(height, width, name)
+    if height * width > config.MAX_FRAME_PIXELS:
+        raise ImageTooLarge(
+            f"'{name}' is {width}x{height} pixels ({height * width / 2**20:.0f} MP); the limit is "
+            f"{config.MAX_FRAME_PIXELS / 2**20:.0f} MP per image. Downscale it and upload it again."
+        )
+
+
+def _check_frames(n_frames: int, name: str) -> None:
+    if n_frames > config.MAX_FRAMES:
+        raise ImageTooLarge(
+            f"'{name}' holds {n_frames} frames; the limit is {config.MAX_FRAMES}. "
+            "Export the slices you need as separate files."
+        )
+
+
+def plausible_spacing(spacing: tuple[float, float] | None) -> tuple[float, float] | None:
+    """``spacing`` when every value is finite and within :data:`core.config.SPACING_RANGE_MM`.
+
+    Anything else (0, negative, 1e-300, 1e300, NaN) gives ``None``: the spacing is unknown.
+    """
+    if spacing is None:
+        return None
+    lo, hi = config.SPACING_RANGE_MM
+    values = tuple(float(v) for v in spacing)
+    if all(math.isfinite(v) and lo <= v <= hi for v in values):
+        return values  # type: ignore[return-value]
+    return None
+
+
+def _spacing_checked(spacing: tuple[float, float] | None, metadata: dict[str, str]) -> tuple[float, float] | None:
+    """:func:`plausible_spacing`, noting in ``metadata`` a stated spacing that was ignored."""
+    checked = plausible_spacing(spacing)
+    if spacing is not None and checked is None:
+        lo, hi = config.SPACING_RANGE_MM
+        metadata["pixel spacing"] = (
+            f"ignored: {spacing[0]:g} x {spacing[1]:g} mm is outside {lo:g}-{hi:g} mm, "
+            "so measurements are in pixels"
+        )
+    return checked
+
+
+def reduction_factor(height: int, width: int) -> int:
+    """Smallest integer factor that brings the longest side to :data:`config.MAX_DECODED_SIDE`."""
+    return max(1, math.ceil(max(height, width) / config.MAX_DECODED_SIDE))
+
+
+def block_mean(arr: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of ``factor`` x ``factor`` blocks over the first two axes (float64; edge blocks partial).
+
+    Works one band of rows at a time, so a strided view of a huge frame is never copied or cast
+    whole (at most ``factor`` rows exist as float64 at once).
+    """
+    values = np.asarray(arr)
+    if factor <= 1:
+        return values.astype(np.float64)
+    height, width = values.shape[:2]
+    col_starts = np.arange(0, width, factor)
+    col_counts = np.diff(np.append(col_starts, width)).astype(np.float64)
+    col_counts = col_counts.reshape((-1,) + (1,) * (values.ndim - 2))
+    out = np.empty((math.ceil(height / factor), col_starts.size) + values.shape[2:], dtype=np.float64)
+    for k, top in enumerate(range(0, height, factor)):
+        band = values[top:top + factor]
+        sums = np.add.reduceat(band.sum(axis=0, dtype=np.float64), col_starts, axis=0)
+        out[k] = sums / (col_counts * band.shape[0])
+    return out
+
+
+def _scaled_spacing(
+    spacing: tuple[float, float] | None, before: tuple[int, int], after: tuple[int, int]
+) -> tuple[float, float] | None:
+    """Spacing of a reduced image: each pixel now covers ``before / after`` stored pixels."""
+    if spacing is None or before == after:
+        return spacing
+    return (spacing[0] * before[0] / after[0], spacing[1] * before[1] / after[1])
+
+
+def _note_reduction(metadata: dict[str, str], before: tuple[int, int], after: tuple[int, int]) -> None:
+    if before != after:
+        metadata["reduced"] = (
+            f"stored {before[0]}x{before[1]}, decoded at {after[0]}x{after[1]} (largest side "
+            f"{config.MAX_DECODED_SIDE} px); the pixel spacing is scaled to match"
+        )
+
+
 def _pick_frame(frame: int | None, n_frames: int, name: str) -> int:
     if frame is None:
         return 0
@@ -275,7 +370,7 @@ def _open_raster(data: bytes, name: str, fmt: str) -> Any:
     except (OSError, SyntaxError, ValueError) as exc:
         raise CorruptFile(f"'{name}' is a damaged {label} file: {exc}.") from exc
     width, height = img.size
-    _check_side(height, width, name)
+    _check_frame(height, width, name)
     return img
 
 
@@ -287,6 +382,15 @@ def _header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
         return (abs(int.from_bytes(data[18:22], "little", signed=True)),
                 abs(int.from_bytes(data[22:26], "little", signed=True)))
     return None
+
+
+def _unit_range(values: np.ndarray) -> np.ndarray:
+    """:func:`core.preprocess.to_unit_range`, made finite: huge values (e.g. 1e30 everywhere)
+    can leave it a zero-width window, and 0/0 must not reach the page."""
+    image = to_unit_range(values)
+    if not np.isfinite(image).all():
+        image = np.clip(np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return image.astype(np.float32, copy=False)
 
 
 def _rgb_to_luminance(rgb: np.ndarray, max_value: float) -> tuple[np.ndarray, float]:
@@ -327,6 +431,7 @@ def _tiff_spacing(img: Any) -> tuple[float, float] | None:
 def _raster_source(data: bytes, name: str, fmt: str) -> SliceSource:
     img = _open_raster(data, name, fmt)
     n_frames = int(getattr(img, "n_frames", 1) or 1)
+    _check_frames(n_frames, name)
     width, height = img.size
     try:
         if int(img.getexif().get(0x0112, 1)) in (5, 6, 7, 8):
@@ -344,24 +449,31 @@ def _read_raster(data: bytes, name: str, fmt: str, frame: int | None) -> Slice:
     label = _FORMAT_LABELS[fmt]
     img = _open_raster(data, name, fmt)
     n_frames = int(getattr(img, "n_frames", 1) or 1)
+    _check_frames(n_frames, name)
     index = _pick_frame(frame, n_frames, name)
+    _check_apng_seek(img, index, name)
     try:
         if index:
             img.seek(index)
+            _check_frame(img.size[1], img.size[0], name)
         spacing = _tiff_spacing(img) if fmt == "tiff" else None
         orientation = int(img.getexif().get(0x0112, 1) or 1)
-        img.load()
-        img = ImageOps.exif_transpose(img)
         mode = img.mode
-        if mode in ("1", "L", "LA", "La"):
-            arr = np.asarray(img if mode == "L" else img.convert("L"))
+        stored = (img.size[1], img.size[0])
+        img = _decode_reduced(img)
+        decoded = (img.size[1], img.size[0])
+        spacing = _scaled_spacing(spacing, stored, decoded)
+        img = ImageOps.exif_transpose(img)
+        work = img.mode
+        if work in ("1", "L", "LA", "La"):
+            arr = np.asarray(img if work == "L" else img.convert("L"))
             image, colour = arr.astype(np.float32) / 255.0, 0.0
-        elif mode in ("P", "PA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"):
-            rgb = np.asarray(img if mode in ("RGB", "RGBA") else img.convert("RGB"))
+        elif work in ("P", "PA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"):
+            rgb = np.asarray(img if work in ("RGB", "RGBA") else img.convert("RGB"))
             image, colour = _rgb_to_luminance(rgb, 255.0)
-        elif mode.startswith("I;16") or mode in ("I", "F"):
+        elif work.startswith("I;16") or work in ("I", "F"):
             # 16-bit / 32-bit / float: robust percentile window (never uint8 here).
-            image, colour = to_unit_range(np.asarray(img)), 0.0
+            image, colour = _unit_range(np.asarray(img)), 0.0
         else:
             raise UnsupportedFile(
                 f"'{name}' uses the {label} pixel mode '{mode}', which this app cannot read."
@@ -381,6 +493,8 @@ def _read_raster(data: bytes, name: str, fmt: str, frame: int | None) -> Slice:
         "original dtype": _raster_dtype(mode),
         "shape": f"{image.shape[0]}x{image.shape[1]}",
     }
+    _note_reduction(metadata, stored, decoded)
+    spacing = _spacing_checked(spacing, metadata)
     if n_frames > 1:
         metadata["frame"] = f"{index} of {n_frames}"
     if orientation != 1:
@@ -395,6 +509,43 @@ def _read_raster(data: bytes, name: str, fmt: str, frame: int | None) -> Slice:
     )
 
 
+def _check_apng_seek(img: Any, index: int, name: str) -> None:
+    """Frame ``index`` of an animated PNG is reached by decoding every frame before it: bound that."""
+    width, height = img.size
+    if img.format == "PNG" and index > 0 and (index + 1) * width * height > config.MAX_FRAME_PIXELS:
+        raise ImageTooLarge(
+            f"'{name}' is an animated PNG: showing frame {index} means decoding {index + 1} frames of "
+            f"{width}x{height} pixels, more than the {config.MAX_FRAME_PIXELS / 2**20:.0f} MP budget. "
+            "Export that frame as its own file."
+        )
+
+
+#: Modes Pillow cannot ``reduce`` and the mode each is converted to first.
+_REDUCIBLE_MODES = {"1": "L", "P": "RGB", "PA": "RGBA"}
+
+
+def _decode_reduced(img: Any) -> Any:
+    """Decode ``img`` with its longest side at most :data:`config.MAX_DECODED_SIDE`.
+
+    JPEG is decoded by libjpeg at 1/2, 1/4 or 1/8 scale (``draft``), so the full-size image never
+    exists; other formats are decoded, then averaged over blocks (``reduce``).
+    """
+    width, height = img.size
+    factor = reduction_factor(height, width)
+    if factor > 1 and img.format in ("JPEG", "MPO"):
+        img.draft(img.mode, (math.ceil(width / factor), math.ceil(height / factor)))
+    img.load()
+    factor = reduction_factor(img.size[1], img.size[0])
+    if factor == 1:
+        return img
+    target = _REDUCIBLE_MODES.get(img.mode, "I" if img.mode.startswith("I;16") else img.mode)
+    if img.mode == "P" and "transparency" in img.info:
+        target = "RGBA"
+    if target != img.mode:
+        img = img.convert(target)
+    return img.reduce(factor)
+
+
 def _raster_dtype(mode: str) -> str:
     if mode.startswith("I;16"):
         return "uint16"
@@ -403,11 +554,71 @@ def _raster_dtype(mode: str) -> str:
 
 # --------------------------------------------------------------------------- DICOM (pydicom)
 
+#: Transfer syntax whose whole dataset is deflated (pydicom inflates it in one go on reading).
+_DEFLATED_TS = "1.2.840.10008.1.2.1.99"
+#: Explicit-VR value representations with a 4-byte length (PS3.5 7.1.2).
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+def _file_meta(data: bytes) -> tuple[str, int]:
+    """Transfer syntax UID of a DICOM file with a preamble, and where its dataset starts.
+
+    Walks the file meta group (group 0002, always explicit VR little endian) without pydicom.
+    Returns ``("", 132)`` when the group cannot be walked (pydicom then reports the problem).
+    """
+    pos, uid = 132, ""
+    while pos + 8 <= len(data) and pos < 132 + 65536:
+        group, element = struct.unpack_from("<HH", data, pos)
+        if group != 0x0002:
+            break
+        vr = data[pos + 4:pos + 6]
+        if vr in _LONG_VRS:
+            if pos + 12 > len(data):
+                break
+            length, start = struct.unpack_from("<I", data, pos + 8)[0], pos + 12
+        else:
+            length, start = struct.unpack_from("<H", data, pos + 6)[0], pos + 8
+        if element == 0x0010:
+            uid = data[start:start + length].rstrip(b"\x00 ").decode("ascii", "replace")
+        pos = start + length
+    return uid, pos
+
+
+def _check_inflated_size(data: bytes, start: int, name: str) -> None:
+    """Refuse a deflated DICOM that inflates to more than :data:`config.MAX_DICOM_INFLATED_BYTES`.
+
+    Inflates in bounded steps and keeps nothing, so the check itself costs a few megabytes.
+    """
+    limit = config.MAX_DICOM_INFLATED_BYTES
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total, step = 0, 1 << 20
+    view = memoryview(data)[start:]
+    try:
+        for offset in range(0, len(view), step):
+            chunk = bytes(view[offset:offset + step])
+            while chunk and not inflater.eof:
+                total += len(inflater.decompress(chunk, step))
+                chunk = inflater.unconsumed_tail
+                if total > limit:
+                    raise ImageTooLarge(
+                        f"'{name}' is a deflated DICOM that inflates to more than "
+                        f"{limit / 2**20:.0f} MB, the limit for one file."
+                    )
+            if inflater.eof:
+                break
+    except zlib.error as exc:
+        raise CorruptFile(f"'{name}' is a deflated DICOM whose compressed data are damaged ({exc}).") from exc
+
+
 def _read_dicom_dataset(data: bytes, name: str) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
+    if has_preamble:
+        uid, start = _file_meta(data)
+        if uid == _DEFLATED_TS:
+            _check_inflated_size(data, start, name)
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not has_preamble)
     except InvalidDicomError as exc:
@@ -481,12 +692,9 @@ def _dicom_spacing(ds: Any, frame: int) -> tuple[float, float] | None:
     if value is None:
         value = ds.get("ImagerPixelSpacing")
     try:
-        row, col = float(value[0]), float(value[1])
-    except (TypeError, ValueError, IndexError):
+        return (float(value[0]), float(value[1]))
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if row > 0 and col > 0 and np.isfinite([row, col]).all():
-        return (row, col)
-    return None
 
 
 def _window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
@@ -517,8 +725,9 @@ def _dicom_source(data: bytes, name: str) -> SliceSource:
     if not _has_pixels(ds):
         raise _no_pixels(ds, name)
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    _check_side(rows, cols, name)
+    _check_frame(rows, cols, name)
     n = _n_frames(ds)
+    _check_frames(n, name)
     if n > 1:
         return SliceSource("multiframe", (n, rows, cols), n, "dicom")
     return SliceSource("image", (rows, cols), 1, "dicom")
@@ -540,8 +749,9 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> Slice:
     if not _has_pixels(ds):
         raise _no_pixels(ds, name)
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    _check_side(rows, cols, name)
+    _check_frame(rows, cols, name)
     n = _n_frames(ds)
+    _check_frames(n, name)
     if frame is None and n > 1:
         raise NeedsSliceSelection(
             f"'{name}' is a multi-frame DICOM with {n} frames ({rows}x{cols}); choose a frame.",
@@ -570,8 +780,13 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> Slice:
         ) from exc
     if n > 1 and raw.ndim >= 3 and raw.shape[0] == n and raw.shape[0] != rows:
         raw = raw[index]
+    if raw.ndim not in (2, 3) or 0 in raw.shape:
+        raise CorruptFile(f"'{name}' decodes to pixel data of shape {raw.shape}, not an image.")
+    original_dtype, integer = str(raw.dtype), raw.dtype.kind in "ui"
+    stored = (int(raw.shape[0]), int(raw.shape[1]))
+    raw = _reduce_dicom(raw, "ModalityLUTSequence" in ds)
+    decoded = (int(raw.shape[0]), int(raw.shape[1]))
     photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
     bits = int(ds.get("BitsStored", 8) or 8)
     metadata: dict[str, str] = {"format": "DICOM"}
     for key in ("Modality", "SeriesDescription", "MagneticFieldStrength", "SliceThickness"):
@@ -580,14 +795,16 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> Slice:
     metadata.update({
         "bits stored": str(bits),
         "photometric interpretation": photometric or "unknown",
-        "original dtype": str(raw.dtype),
+        "original dtype": original_dtype,
         "transfer syntax": ts.name if ts is not None else "unknown",
     })
     if n > 1:
         metadata["frame"] = f"{index} of {n}"
+    _note_reduction(metadata, stored, decoded)
     colour = 0.0
-    if samples >= 3 or raw.ndim == 3:
-        max_value = float(2 ** bits - 1) if raw.dtype.kind in "ui" else max(float(raw.max()), 1.0)
+    if raw.ndim == 3:  # colour (the decoder returns (rows, cols, samples))
+        finite = raw if integer else raw[np.isfinite(raw)]
+        max_value = float(2 ** min(bits, 32) - 1) if integer else max(float(finite.max()) if finite.size else 1.0, 1.0)
         image, colour = _rgb_to_luminance(raw, max_value)
         metadata["window"] = "none (colour image, converted to luminance)"
     else:
@@ -609,11 +826,26 @@ def _read_dicom(data: bytes, name: str, frame: int | None) -> Slice:
             metadata["inverted"] = "yes (MONOCHROME1)"
     image = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32)), 0.0, 1.0)
     metadata["shape"] = f"{image.shape[0]}x{image.shape[1]}"
+    spacing = _spacing_checked(_dicom_spacing(ds, index), metadata)
     return Slice(
-        image=np.ascontiguousarray(image), spacing_mm=_dicom_spacing(ds, index),
+        image=np.ascontiguousarray(image), spacing_mm=_scaled_spacing(spacing, stored, decoded),
         source_format="dicom", name=name, metadata=metadata,
         identifiers=_dicom_identifiers(ds), colourfulness=colour,
     )
+
+
+def _reduce_dicom(raw: np.ndarray, has_lut: bool) -> np.ndarray:
+    """A frame with its longest side at most :data:`config.MAX_DECODED_SIDE`.
+
+    Blocks are averaged; with a modality LUT (which indexes by stored value) every n-th pixel is
+    kept instead, so the values stay integers.
+    """
+    factor = reduction_factor(int(raw.shape[0]), int(raw.shape[1]))
+    if factor == 1:
+        return raw
+    if has_lut:
+        return np.ascontiguousarray(raw[::factor, ::factor])
+    return block_mean(raw, factor)
 
 
 def _dicom_modality(ds: Any, raw: np.ndarray, frame: int, apply_modality_lut: Any) -> tuple[np.ndarray, str]:
@@ -631,29 +863,40 @@ def _dicom_modality(ds: Any, raw: np.ndarray, frame: int, apply_modality_lut: An
 
 # --------------------------------------------------------------------------- NIfTI (nibabel)
 
-def _nifti_bytes(data: bytes, name: str) -> bytes:
-    if not data.startswith(b"\x1f\x8b"):
-        return data
+@dataclass(frozen=True)
+class _NiftiHeader:
+    """What a NIfTI header declares: the nibabel header, data shape, dtype and data offset."""
+
+    header: Any
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
+    gz: bool
+
+    @property
+    def shape3(self) -> tuple[int, int, int]:
+        """The first three dimensions, padded with 1 (a 2D image is one slice thick)."""
+        padded = tuple(self.shape[:3]) + (1,) * max(0, 3 - len(self.shape))
+        return (padded[0], padded[1], padded[2])
+
+    @property
+    def n_bytes(self) -> int:
+        """Bytes of the file up to the end of the voxel data."""
+        return self.offset + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+def _nifti_header(data: bytes, name: str) -> _NiftiHeader:
+    """Parse and check the header (only its bytes are decompressed); nothing else is read."""
+    import nibabel as nib
+
+    gz = data.startswith(b"\x1f\x8b")
     try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
-            out = fh.read(MAX_DECOMPRESSED_BYTES + 1)
-    except (OSError, EOFError, zlib.error) as exc:
+        head = _gunzip_head(data) if gz else data[:544]
+    except (zlib.error, EOFError) as exc:
         raise CorruptFile(
             f"'{name}' is a damaged or truncated gzip file and cannot be decompressed ({exc})."
         ) from exc
-    if len(out) > MAX_DECOMPRESSED_BYTES:
-        raise ImageTooLarge(
-            f"'{name}' decompresses to more than {MAX_DECOMPRESSED_BYTES / 2**20:.0f} MB, "
-            "the limit for one volume."
-        )
-    return out
-
-
-def _load_nifti(data: bytes, name: str) -> Any:
-    import nibabel as nib
-
-    raw = _nifti_bytes(data, name)
-    kind = _nifti_magic(raw[:544])
+    kind = _nifti_magic(head)
     if kind is None:
         raise CorruptFile(f"'{name}' is named as NIfTI but has no valid NIfTI header.")
     if kind == "pair":
@@ -661,46 +904,127 @@ def _load_nifti(data: bytes, name: str) -> Any:
             f"'{name}' is a NIfTI header without its image (.hdr/.img pair). "
             "Upload a single-file .nii or .nii.gz instead."
         )
-    klass = nib.Nifti1Image if kind == "nifti1" else nib.Nifti2Image
+    klass, size = (nib.Nifti1Header, 348) if kind == "nifti1" else (nib.Nifti2Header, 540)
     try:
-        img = klass.from_bytes(raw)
+        header = klass.from_fileobj(io.BytesIO(head[:size]))
+        shape = tuple(int(s) for s in header.get_data_shape())
+        dtype = header.get_data_dtype()
+        offset = int(header.get_data_offset())
     except Exception as exc:
         raise CorruptFile(
-            f"'{name}' has a damaged NIfTI header or truncated data ({type(exc).__name__}: {exc})."
+            f"'{name}' has a damaged NIfTI header ({type(exc).__name__}: {exc})."
         ) from exc
-    shape = tuple(int(s) for s in img.shape)
+    parsed = _NiftiHeader(header, shape, dtype, max(offset, size + 4), gz)
+    _check_nifti(parsed, name)
+    return parsed
+
+
+def _check_nifti(h: _NiftiHeader, name: str) -> None:
+    """The header's budgets and dimensions, before any voxel is decompressed."""
+    shape = h.shape
+    shown = "x".join(map(str, shape))
+    if len(shape) < 2:
+        raise InputError(f"'{name}' holds a {len(shape)}D NIfTI array; a 2D slice or 3D volume is expected.")
+    if min(shape) <= 0:
+        raise EmptyImage(
+            f"'{name}' declares a NIfTI image of {shown} voxels: a dimension of size "
+            f"{min(shape)} means it holds no image. The file is damaged or was not exported correctly."
+        )
     if len(shape) > 3 and any(s != 1 for s in shape[3:]):
         raise InputError(
-            f"'{name}' is a {len(shape)}D NIfTI image ({'x'.join(map(str, shape))}), e.g. a "
+            f"'{name}' is a {len(shape)}D NIfTI image ({shown}), e.g. a "
             "time series or several modalities in one file. Upload a single-modality 3D volume "
             "or a 2D slice."
         )
-    if len(shape) < 2:
-        raise InputError(f"'{name}' holds a {len(shape)}D NIfTI array; a 2D slice or 3D volume is expected.")
-    dtype = img.get_data_dtype()
-    if dtype.fields is not None or dtype.kind == "c":
-        raise UnsupportedFile(f"'{name}' stores {dtype} voxels (colour or complex); greyscale is expected.")
-    return img
+    if h.dtype.fields is not None or h.dtype.kind not in "uif":
+        raise UnsupportedFile(f"'{name}' stores {h.dtype} voxels (colour or complex); greyscale is expected.")
+    _check_volume_sides(h.shape3, name)
+    n_voxels = int(np.prod(shape, dtype=np.int64))
+    if n_voxels > config.MAX_NIFTI_VOXELS:
+        raise ImageTooLarge(
+            f"'{name}' holds {n_voxels / 2**20:.0f} M voxels ({shown}); the limit is "
+            f"{config.MAX_NIFTI_VOXELS / 2**20:.0f} M per file."
+        )
+    if h.n_bytes > MAX_DECOMPRESSED_BYTES:
+        raise ImageTooLarge(
+            f"'{name}' needs {h.n_bytes / 2**20:.0f} MB once decompressed; the limit for one "
+            f"volume is {MAX_DECOMPRESSED_BYTES / 2**20:.0f} MB."
+        )
 
 
-def _canonical_shape(img: Any) -> tuple[tuple[int, int, int], np.ndarray | None]:
-    """Shape of the volume after reorientation to RAS+, and the orientation (None if unknown)."""
+def _nifti_voxels(data: bytes, h: _NiftiHeader, name: str) -> np.ndarray:
+    """A read-only ``(X, Y, Z)`` view of the stored voxels; decompresses exactly what is needed."""
+    raw = data
+    if h.gz:
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+                raw = fh.read(h.n_bytes)
+                fh.read(1 << 20)  # reach the end of the stream, so its checksum is verified
+        except (OSError, EOFError, zlib.error) as exc:
+            raise CorruptFile(
+                f"'{name}' is a damaged or truncated gzip file and cannot be decompressed ({exc})."
+            ) from exc
+    if len(raw) < h.n_bytes:
+        raise CorruptFile(
+            f"'{name}' is truncated: its header announces {'x'.join(map(str, h.shape))} "
+            f"{h.dtype} voxels ({h.n_bytes} bytes) but the file holds {len(raw)}."
+        )
+    return np.ndarray(h.shape3, dtype=h.dtype, buffer=raw, offset=h.offset, order="F")
+
+
+def affine_orientation(affine: np.ndarray) -> np.ndarray | None:
+    """``nibabel.io_orientation`` of ``affine``, or ``None`` when it has no usable orientation.
+
+    Non-finite values, a singular matrix or an SVD that does not converge all give ``None``.
+    """
     import nibabel as nib
 
-    shape = tuple(int(s) for s in img.shape[:3]) + (1,) * max(0, 3 - len(img.shape))
-    ornt = nib.io_orientation(img.affine)
-    if np.isnan(ornt).any():
-        return shape, None
+    matrix = np.asarray(affine, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+        return None
+    try:
+        ornt = nib.io_orientation(matrix)
+    except (np.linalg.LinAlgError, ValueError, ArithmeticError):
+        return None
+    return None if np.isnan(ornt).any() else ornt
+
+
+def _nifti_affine(h: _NiftiHeader) -> np.ndarray | None:
+    try:
+        return np.asarray(h.header.get_best_affine(), dtype=np.float64)
+    except Exception:  # a damaged qform/sform only loses the orientation
+        return None
+
+
+def _canonical_shape(shape3: tuple[int, int, int], ornt: np.ndarray | None) -> tuple[int, int, int]:
+    """Shape of the volume after reorientation to RAS+ (as stored when ``ornt`` is None)."""
+    if ornt is None:
+        return shape3
     out = [0, 0, 0]
     for axis, (target, _flip) in enumerate(ornt):
-        out[int(target)] = shape[axis]
-    return (out[0], out[1], out[2]), ornt
+        out[int(target)] = shape3[axis]
+    return (out[0], out[1], out[2])
+
+
+def _nifti_zooms(h: _NiftiHeader, ornt: np.ndarray | None) -> tuple[float, float, float]:
+    """Voxel size along the canonical axes (NaN where the header's value is unusable)."""
+    try:
+        zooms = [float(z) for z in h.header.get_zooms()[:3]]
+    except Exception:
+        zooms = [math.nan] * 3
+    zooms += [1.0] * (3 - len(zooms))
+    if ornt is None:
+        return (zooms[0], zooms[1], zooms[2])
+    out = [0.0, 0.0, 0.0]
+    for axis, (target, _flip) in enumerate(ornt):
+        out[int(target)] = zooms[axis]
+    return (out[0], out[1], out[2])
 
 
 def _nifti_source(data: bytes, name: str) -> SliceSource:
-    img = _load_nifti(data, name)
-    shape, _ = _canonical_shape(img)
-    _check_volume_sides(shape, name)
+    h = _nifti_header(data, name)
+    affine = _nifti_affine(h)
+    shape = _canonical_shape(h.shape3, None if affine is None else affine_orientation(affine))
     if 1 in shape:
         return SliceSource("image", shape, 1, "nifti")
     return SliceSource("volume", shape, 1, "nifti")
@@ -721,19 +1045,19 @@ def _read_nifti(data: bytes, name: str, axis: int | None, index: int | None) -> 
     (axial: anterior->posterior). Axial and coronal columns run patient right->left
     (radiological); sagittal columns run posterior->anterior. ``spacing_mm`` is the voxel size
     along the returned rows and columns: axial (y, x), coronal (z, x), sagittal (z, y).
+    Only the chosen slice is copied out of the decompressed file (the reorientation is a view).
     """
     import nibabel as nib
 
-    img = _load_nifti(data, name)
-    shape, ornt = _canonical_shape(img)
-    _check_volume_sides(shape, name)
-    original_axes = "".join(nib.aff2axcodes(img.affine)) if ornt is not None else "unknown"
-    if img.ndim != 3:
-        arr = np.asanyarray(img.dataobj).reshape(tuple(img.shape[:3]) + (1,) * max(0, 3 - img.ndim))
-        img = nib.Nifti1Image(arr, img.affine)
+    h = _nifti_header(data, name)
+    affine = _nifti_affine(h)
+    ornt = None if affine is None else affine_orientation(affine)
+    shape = _canonical_shape(h.shape3, ornt)
+    original_axes = "".join(nib.aff2axcodes(affine)) if ornt is not None else "unknown"
+    volume = _nifti_voxels(data, h, name)
     if ornt is not None:
-        img = nib.as_closest_canonical(img)
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+        volume = nib.orientations.apply_orientation(volume, ornt)
+    zooms = _nifti_zooms(h, ornt)
     if 1 in shape:
         axis = shape.index(1) if shape.count(1) == 1 or shape[2] != 1 else 2
         index = 0
@@ -756,16 +1080,17 @@ def _read_nifti(data: bytes, name: str, axis: int | None, index: int | None) -> 
         index = int(index)
     slicer: list[Any] = [slice(None)] * 3
     slicer[axis] = index
-    plane = np.asanyarray(img.dataobj[tuple(slicer)])
-    dtype = str(plane.dtype)
-    display = np.rot90(plane)
+    display = np.rot90(volume[tuple(slicer)])
     if axis in (1, 2):
         display = np.fliplr(display)
+    stored = (int(display.shape[0]), int(display.shape[1]))
+    values = block_mean(display, reduction_factor(*stored)).astype(np.float32)
+    decoded = (int(values.shape[0]), int(values.shape[1]))
+    slope, inter = h.header.get_slope_inter()
+    if slope is not None and math.isfinite(slope) and slope != 0:
+        values = values * np.float32(slope) + np.float32(inter if inter is not None and math.isfinite(inter) else 0.0)
     in_plane = [a for a in range(3) if a != axis]  # (first, second) = (display col, display row)
-    row_zoom, col_zoom = zooms[in_plane[1]], zooms[in_plane[0]]
-    valid = row_zoom > 0 and col_zoom > 0 and bool(np.isfinite([row_zoom, col_zoom]).all())
-    spacing = (row_zoom, col_zoom) if valid else None
-    image = to_unit_range(np.asarray(display, dtype=np.float32))
+    image = _unit_range(values)
     top, bottom, left, right = _NIFTI_EDGES[axis]
     metadata = {
         "format": "NIfTI",
@@ -776,14 +1101,17 @@ def _read_nifti(data: bytes, name: str, axis: int | None, index: int | None) -> 
         + (" (radiological)" if axis in (1, 2) else ""),
         "original orientation": original_axes,
         "canonical shape": "x".join(map(str, shape)),
-        "original dtype": dtype,
+        "original dtype": str(h.dtype.newbyteorder("=")),
         "window": "slice percentile 0.5-99.5",
         "shape": f"{image.shape[0]}x{image.shape[1]}",
     }
     if ornt is None:
         metadata["orientation"] = "unknown (affine cannot be interpreted; shown as stored)"
+    _note_reduction(metadata, stored, decoded)
+    spacing = _spacing_checked((zooms[in_plane[1]], zooms[in_plane[0]]), metadata)
     return Slice(
-        image=np.ascontiguousarray(image, dtype=np.float32), spacing_mm=spacing,
+        image=np.ascontiguousarray(image, dtype=np.float32),
+        spacing_mm=_scaled_spacing(spacing, stored, decoded),
         source_format="nifti", name=name, metadata=metadata, identifiers={}, colourfulness=0.0,
     )
 

@@ -280,6 +280,8 @@ def feature_table(features: ShapeFeatures) -> list[dict[str, Any]]:
             ("Perpendicular diameter", f.perp_diameter_mm, "mm"),
             ("Bidimensional product (RANO)", f.rano_product_mm2, "mm²"),
             ("Equivalent diameter", f.equivalent_diameter_mm, "mm"),
+            ("Centroid, from the top", f.centroid_rc[0] * f.spacing_mm[0], "mm"),
+            ("Centroid, from the left", f.centroid_rc[1] * f.spacing_mm[1], "mm"),
         ]
     else:
         rows = [
@@ -291,6 +293,8 @@ def feature_table(features: ShapeFeatures) -> list[dict[str, Any]]:
             ("Perpendicular diameter", f.perp_diameter_px, "px"),
             ("Bidimensional product (RANO)", f.rano_product_px2, "px²"),
             ("Equivalent diameter", f.equivalent_diameter_px, "px"),
+            ("Centroid, from the top", f.centroid_rc[0], "px"),
+            ("Centroid, from the left", f.centroid_rc[1], "px"),
         ]
     rows += [
         ("Circularity", f.circularity, ""),

@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import lzma
 import math
 import re
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
@@ -57,9 +59,11 @@ from core.errors import (
     CaseError,
     CorruptFile,
     EmptyFile,
+    EmptyImage,
     ImageTooLarge,
     UnsupportedFile,
 )
+from core.io import affine_orientation, plausible_spacing
 from core.metrics import dice, hausdorff95
 from core.morphology import region_volumes_cm3
 
@@ -399,8 +403,16 @@ def _load(data: bytes, name: str, want: str) -> tuple[Any, tuple[int, ...]]:
     gz = data[:2] == b"\x1f\x8b"
     head = _gunzip(data, 544, name) if gz else data[:544]
     header = _header(head, name)
-    shape = _spatial_shape(header.get_data_shape())
+    try:
+        shape = _spatial_shape(header.get_data_shape())
+    except Exception as exc:
+        raise CorruptFile(f"'{name}' has a damaged NIfTI header ({type(exc).__name__}: {exc}).") from exc
     spatial = shape[:3]
+    if min(shape) <= 0:
+        raise EmptyImage(
+            f"'{name}' declares a volume of {_fmt(shape)} voxels: a dimension of size {min(shape)} "
+            "means it holds no image. The file is damaged or was not exported correctly."
+        )
     if len(shape) < 3 or min(spatial) == 1:
         flat = tuple(s for s in spatial if s != 1)
         raise CaseError(
@@ -426,11 +438,19 @@ def _load(data: bytes, name: str, want: str) -> tuple[Any, tuple[int, ...]]:
         )
     if len(shape) == 4 and shape[3] > 8:
         raise CaseError(f"'{name}' has {shape[3]} volumes in its 4th dimension; a BraTS case has 4 modalities.")
-    dtype = header.get_data_dtype()
+    try:
+        dtype = header.get_data_dtype()
+        offset = max(int(header.get_data_offset()), header.sizeof_hdr + 4)
+    except Exception as exc:
+        raise CorruptFile(f"'{name}' has a damaged NIfTI header ({type(exc).__name__}: {exc}).") from exc
     if dtype.fields is not None or dtype.kind not in "uif":
         raise UnsupportedFile(f"'{name}' stores {dtype} voxels; greyscale numbers are expected.")
     n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    offset = max(int(header.get("vox_offset", 0) or 0), header.sizeof_hdr + 4)
+    if offset + n_bytes > config.MAX_NIFTI_BYTES:
+        raise ImageTooLarge(
+            f"'{name}' needs {(offset + n_bytes) / 2**20:.0f} MB once decompressed; the limit for one "
+            f"file is {config.MAX_NIFTI_BYTES / 2**20:.0f} MB."
+        )
     raw = _gunzip(data, offset + n_bytes, name) if gz else data
     if len(raw) < offset + n_bytes:
         raise CorruptFile(
@@ -493,16 +513,35 @@ def _data(img: Any, channel: int | None = None) -> np.ndarray:
 
 
 def _canonical(arr: np.ndarray, affine: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reorient a 3D array to RAS+ with ``nibabel.as_closest_canonical``; (array, affine)."""
+    """Reorient a 3D array to RAS+ as ``nibabel.as_closest_canonical`` does; (array, affine).
+
+    Works on the array itself (any dtype, int64 included). A non-finite or singular affine, or
+    one whose voxel size is outside :data:`core.config.SPACING_RANGE_MM`, is refused.
+    """
     import nibabel as nib
 
     affine = np.asarray(affine, dtype=np.float64)
-    ornt = nib.io_orientation(affine)
-    if not np.isfinite(affine).all() or np.isnan(ornt).any():
+    ornt = affine_orientation(affine)
+    if ornt is None:
         raise CaseError(f"'{name}' has a degenerate affine (no usable orientation); the volume cannot be placed in space.")
-    canon = nib.as_closest_canonical(nib.Nifti1Image(arr, affine))
+    spacing = tuple(float(s) for s in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+    if plausible_spacing(spacing) is None:
+        lo, hi = config.SPACING_RANGE_MM
+        raise CaseError(
+            f"'{name}' states a voxel size of {' x '.join(f'{s:g}' for s in spacing)} mm, outside "
+            f"{lo:g}-{hi:g} mm: its affine is damaged, so volumes and distances cannot be measured."
+        )
+    canon = nib.orientations.apply_orientation(arr, ornt)
+    canon_affine = affine @ nib.orientations.inv_ornt_aff(ornt, arr.shape)
     # an owned C-ordered copy: never a view that would keep the decoded file buffer alive
-    return np.array(np.asanyarray(canon.dataobj), order="C", copy=True), np.asarray(canon.affine, dtype=np.float64)
+    return np.array(canon, order="C", copy=True), np.asarray(canon_affine, dtype=np.float64)
+
+
+def _finite(arr: np.ndarray) -> np.ndarray:
+    """``arr`` (an owned array) with NaN and infinite voxels set to 0, in place."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        np.nan_to_num(arr, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return arr
 
 
 def _corners(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
@@ -582,8 +621,12 @@ def read_case(files: Mapping[str, bytes]) -> Case:
     are ignored. Refuses (typed :class:`InputError`): no files or an empty file, more than
     :data:`MAX_CASE_BYTES` in total (before anything is decompressed), names that are not
     case files, several cases, missing modalities, a 2D or 4D image where a 3D volume is
-    expected, a volume over :data:`MAX_VOLUME_VOXELS`, corrupt gzip or NIfTI data, grids
-    (shape or affine, after RAS reorientation) that differ, unknown label values.
+    expected, a volume over :data:`MAX_VOLUME_VOXELS` or a file that decompresses to more than
+    :data:`core.config.MAX_NIFTI_BYTES`, a dimension of size 0, corrupt gzip or NIfTI data, an
+    affine that is not finite or not invertible or whose voxel size is outside
+    :data:`core.config.SPACING_RANGE_MM`, grids (shape or affine, after RAS reorientation) that
+    differ, unknown label values. Label maps of any integer dtype (int64 included) are read;
+    NaN or infinite voxels in a modality are set to 0 (background).
     """
     if not files:
         raise EmptyFile("No files were given.")
@@ -636,7 +679,7 @@ def read_case(files: Mapping[str, bytes]) -> Case:
         original_affine = np.asarray(img.affine, dtype=np.float64)
         for channel, key in enumerate(MODALITIES):
             arr, aff = _canonical(_data(img, channel), img.affine, name)
-            images[key] = arr
+            images[key] = _finite(arr)
             grid = grid or (name, arr, aff)
         del img
     else:
@@ -652,7 +695,7 @@ def read_case(files: Mapping[str, bytes]) -> Case:
                 grid = (name, arr, aff)
             else:
                 _check_grid(grid, (name, arr, aff))
-            images[key] = arr
+            images[key] = _finite(arr)
     assert grid is not None
 
     labels = None
@@ -697,6 +740,10 @@ def _axcodes(affine: np.ndarray) -> str:
         return "unknown"
 
 
+#: Zip compression methods Python's zipfile can extract: stored, deflate, bzip2, LZMA.
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
 def _unsafe_member(name: str) -> bool:
     posix = name.replace("\\", "/")
     return posix.startswith("/") or bool(re.match(r"^[A-Za-z]:", posix)) or ".." in PurePosixPath(posix).parts
@@ -717,7 +764,8 @@ def read_case_zip(data: bytes) -> Case:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError, struct.error, OverflowError, UnicodeDecodeError) as exc:
         raise CorruptFile(f"The zip file is damaged or not a zip archive ({exc}).") from exc
     if len(infos) > MAX_ZIP_MEMBERS:
         raise ImageTooLarge(f"The zip holds {len(infos)} entries; a case needs a handful (limit {MAX_ZIP_MEMBERS}).")
@@ -731,6 +779,12 @@ def read_case_zip(data: bytes) -> Case:
             continue
         if info.flag_bits & 0x1:
             raise UnsupportedFile(f"'{info.filename}' in the zip is encrypted; upload an unencrypted archive.")
+        if info.compress_type not in _ZIP_METHODS:
+            raise UnsupportedFile(
+                f"'{info.filename}' in the zip uses compression method {info.compress_type}"
+                f"{' (AES encryption)' if info.compress_type == 99 else ''}, which cannot be read; "
+                "re-create the archive with standard (deflate) compression."
+            )
         selected.append(info)
     if not selected:
         raise CaseError(f"The zip holds no NIfTI files (.nii / .nii.gz). {_NAMING_HELP}")
@@ -742,7 +796,8 @@ def read_case_zip(data: bytes) -> Case:
         try:
             with archive.open(info) as fh:
                 member = fh.read(budget + 1)
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError, ValueError,
+                lzma.LZMAError, struct.error, OverflowError) as exc:
             raise CorruptFile(f"'{info.filename}' in the zip cannot be extracted ({exc}).") from exc
         budget -= len(member)
         if budget < 0:
@@ -781,11 +836,11 @@ def window_presets(volume: np.ndarray, max_samples: int = 1_000_000) -> dict[str
 
     Names and percentiles are :data:`WINDOW_PERCENTILES` ("default" 1-99 %, "narrow" 5-95 %,
     "full" 0-100 %, i.e. min-max of the non-zero voxels). At most ``max_samples`` evenly strided
-    voxels are used, so the cost is bounded for any volume. ``hi > lo`` always; an all-zero
-    volume gives ``(0, 1)`` everywhere.
+    voxels are used, so the cost is bounded for any volume. NaN and infinite voxels are ignored.
+    ``hi > lo`` always; an all-zero (or all non-finite) volume gives ``(0, 1)`` everywhere.
     """
     values = np.asarray(volume)
-    values = values[values != 0]
+    values = values[(values != 0) & np.isfinite(values)] if values.dtype.kind == "f" else values[values != 0]
     if values.size > max_samples:
         values = values[:: int(math.ceil(values.size / max_samples))]
     out: dict[str, tuple[float, float]] = {}
@@ -795,7 +850,7 @@ def window_presets(volume: np.ndarray, max_samples: int = 1_000_000) -> dict[str
             continue
         lo, hi = (float(v) for v in np.percentile(values, [p_lo, p_hi]))
         if not hi > lo:
-            hi = lo + 1.0
+            hi = lo + max(1.0, abs(lo) * 1e-6)  # + 1.0 alone is lost on values like 1e30
         out[name] = (lo, hi)
     return out
 
@@ -804,7 +859,7 @@ def apply_window(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map ``[lo, hi]`` linearly to 0-255 (clipped outside) and return uint8 of the same shape."""
     lo, hi = float(lo), float(hi)
     if not hi > lo:
-        hi = lo + 1e-6
+        hi = lo + max(1e-6, abs(lo) * 1e-6)
     scaled = (np.asarray(image, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 

@@ -39,6 +39,9 @@ from core.volume import (
 __all__ = [
     "LABELS",
     "PART_DESCRIPTIONS",
+    "LEGEND_NAMES",
+    "EMPTY_CELLS",
+    "empty_cell_notes",
     "DEFAULT_COLOURS",
     "DEFAULT_OPACITY",
     "OverlayStyle",
@@ -246,6 +249,39 @@ def volume_rows(truth: np.ndarray | None, pred: np.ndarray | None, spacing_mm: t
             row["hd95_mm"] = hd if math.isfinite(hd) else None
         rows.append(row)
     return rows
+
+
+#: Short names of the labels for legends.
+LEGEND_NAMES: dict[str, str] = {"NCR": "necrotic core", "ED": "oedema", "ET": "enhancing tumour"}
+#: Why a cell of the volumes table is empty, by reason.
+EMPTY_CELLS: dict[str, str] = {
+    "no_truth": "no expert labels",
+    "label": "Dice and HD95 are scored for the regions WT, TC and ET",
+    "both_empty": "region absent in both: Dice 1 by convention, no HD95",
+    "one_empty": "region absent in one of the two: Dice 0, no HD95",
+}
+
+
+def empty_cell_notes(rows: Iterable[Mapping[str, Any]], comparison: Mapping[str, Mapping[str, Any]] | None = None,
+                     has_truth: bool = True) -> list[str]:
+    """For each row of :func:`volume_rows`, why its empty cells are empty (:data:`EMPTY_CELLS`), so that a
+    table shows "—" with a reason instead of ``None``; ``""`` for a row without empty cells. Columns
+    empty in every row (no model run: no model volume, Dice or HD95) need no note and get none."""
+    notes = []
+    for row in rows:
+        reasons = []
+        if not has_truth:
+            reasons.append(EMPTY_CELLS["no_truth"])
+        if comparison is not None:
+            scores = comparison.get(row["part"])
+            if scores is None:
+                reasons.append(EMPTY_CELLS["label"])
+            elif scores.get("both_empty"):
+                reasons.append(EMPTY_CELLS["both_empty"])
+            elif row.get("hd95_mm") is None:
+                reasons.append(EMPTY_CELLS["one_empty"])
+        notes.append("; ".join(reasons))
+    return notes
 
 
 def agreement_rows(comparison: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

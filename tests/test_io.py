@@ -531,3 +531,182 @@ def test_read_slice_file(tmp_path):
     s = read_slice_file(path)
     assert s.name == "disk.png" and s.shape == (5, 7)
     assert read_slice_file(str(path)).image[0, 0] == pytest.approx(128 / 255)
+
+
+# ----------------------------------------------------------------------------- budgets and reproducers (issue 16)
+
+
+def tiny_jpeg_declaring(width: int, height: int) -> bytes:
+    """A few-hundred-byte JPEG whose frame header claims ``width`` x ``height`` pixels."""
+    data = bytearray(pil_bytes(Image.new("L", (8, 8)), "JPEG", quality=1))
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def nifti_with_dims(dims: tuple[int, ...]) -> bytes:
+    """A NIfTI-1 file whose header's ``dim`` field is rewritten to ``dims`` (data left as built)."""
+    raw = bytearray(make_nifti(np.zeros((4, 32, 4), np.float32), ras_affine()))
+    raw[40:56] = struct.pack("<8h", len(dims), *dims, *([1] * (7 - len(dims))))
+    return bytes(raw)
+
+
+def grown_kb(fn) -> float:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")
+@pytest.mark.parametrize("spacing", ["1e-300", "1e300", "0", "-1", "nan"])
+def test_absurd_dicom_pixel_spacing_is_read_as_unknown(spacing):
+    from core.morphology import measure_mask, remove_small_components
+
+    px = np.zeros((64, 64), np.uint16)
+    px[16:48, 16:48] = 1000
+    s = read_slice(make_dicom(px, PixelSpacing=[spacing, spacing]), "odd.dcm")
+    assert s.spacing_mm is None and "ignored" in s.metadata["pixel spacing"]
+    mask = remove_small_components(s.image > 0.5, 10.0, s.spacing_mm)  # ZeroDivisionError before
+    features = measure_mask(mask, s.spacing_mm)
+    assert features.area_px == 32 * 32 and features.area_mm2 is None
+
+
+def test_plausible_dicom_spacing_is_kept():
+    s = read_slice(make_dicom(np.ones((8, 8)), PixelSpacing=[0.001, 100]), "edge.dcm")
+    assert s.spacing_mm == (0.001, 100.0) and "pixel spacing" not in s.metadata
+
+
+def test_nifti_zero_sized_dimension_is_refused():
+    from core.errors import EmptyImage
+
+    data = nifti_with_dims((0, 32, 4))
+    with pytest.raises(EmptyImage, match="0x32x4"):
+        read_slice(data, "empty.nii", axis=2, index=0)
+    with pytest.raises(EmptyImage):
+        inspect_slice_source(data, "empty.nii")
+
+
+def test_tiny_jpeg_declaring_8192_pixels_is_decoded_reduced():
+    data = tiny_jpeg_declaring(8192, 8192)
+    assert len(data) < 400
+    assert inspect_slice_source(data, "bomb.jpg").shape == (8192, 8192)
+    start = time.perf_counter()
+    holder = {}
+    grown = grown_kb(lambda: holder.setdefault("s", read_slice(data, "bomb.jpg")))
+    s = holder["s"]
+    assert time.perf_counter() - start < 2.0
+    assert grown < 100_000  # a full decode would need 64 MB of pixels and 256 MB of floats
+    assert s.shape == (1024, 1024) and s.image.dtype == np.float32
+    assert "8192x8192" in s.metadata["reduced"]
+
+
+def test_large_tiff_is_reduced_and_its_spacing_scaled():
+    arr = (np.add.outer(np.arange(2100), np.arange(1500)) % 4000).astype(np.uint16)
+    data = pil_bytes(Image.fromarray(arr), "TIFF", resolution_unit=3, x_resolution=20.0, y_resolution=10.0)
+    s = read_slice(data, "big.tif")
+    assert s.shape == (700, 500)  # factor 3: 2100 / 1024 rounded up
+    assert s.spacing_mm == pytest.approx((3.0, 1.5))  # 1.0 x 0.5 mm stored pixels
+    assert np.isfinite(s.image).all() and 0 <= s.image.min() and s.image.max() <= 1
+
+
+@pytest.mark.parametrize("mode", ["1", "P", "RGBA", "I;16"])
+def test_large_rasters_of_every_mode_are_reduced(mode):
+    arr = (np.add.outer(np.arange(1100), np.arange(1300)) % 256).astype(np.uint8)
+    img = Image.fromarray(arr)
+    img = img.convert(mode) if mode != "I;16" else Image.fromarray(arr.astype(np.uint16) * 200)
+    s = read_slice(pil_bytes(img, "PNG"), f"big_{mode}.png")
+    assert s.shape == (550, 650) and s.metadata["mode"] == img.mode
+
+
+def test_large_dicom_is_reduced_and_its_spacing_scaled():
+    px = (np.add.outer(np.arange(2100), np.arange(1500)) % 4000).astype(np.uint16)
+    s = read_slice(make_dicom(px, PixelSpacing=[0.2, 0.3]), "big.dcm")
+    assert s.shape == (700, 500)
+    assert s.spacing_mm == pytest.approx((0.6, 0.9))
+    assert s.metadata["original dtype"] == "uint16" and "2100x1500" in s.metadata["reduced"]
+
+
+def test_large_nifti_slice_is_reduced_and_its_spacing_scaled():
+    vol = np.random.default_rng(0).random((1500, 2100, 1), dtype=np.float32)
+    s = read_slice(make_nifti(vol, ras_affine()), "big.nii")
+    assert s.shape == (700, 500)  # rows = y (2100), cols = x (1500)
+    assert s.spacing_mm == pytest.approx((0.9 * 3, 0.8 * 3))
+
+
+def test_frame_pixel_and_frame_count_budgets(monkeypatch):
+    monkeypatch.setattr(config, "MAX_FRAME_PIXELS", 1000)
+    with pytest.raises(ImageTooLarge, match="MP"):
+        read_slice(pil_bytes(Image.new("L", (40, 30)), "PNG"), "a.png")
+    with pytest.raises(ImageTooLarge, match="MP"):
+        inspect_slice_source(make_dicom(np.ones((40, 30))), "a.dcm")
+    monkeypatch.setattr(config, "MAX_FRAMES", 2)
+    stack = make_dicom(np.ones((3, 4, 4)))
+    with pytest.raises(ImageTooLarge, match="3 frames"):
+        read_slice(stack, "stack.dcm", frame=0)
+
+
+def test_nifti_voxel_and_byte_budgets_apply_before_decompression(monkeypatch):
+    from core import io as core_io
+
+    data = make_nifti(ras_volume(), ras_affine(), gz=True)
+    monkeypatch.setattr(config, "MAX_NIFTI_VOXELS", 100)
+    with pytest.raises(ImageTooLarge, match="voxels"):
+        read_slice(data, "v.nii.gz", axis=2, index=0)
+    monkeypatch.setattr(config, "MAX_NIFTI_VOXELS", 10**6)
+    monkeypatch.setattr(core_io, "MAX_DECOMPRESSED_BYTES", 400)
+    with pytest.raises(ImageTooLarge, match="decompressed"):
+        inspect_slice_source(data, "v.nii.gz")
+
+
+def test_nifti_gzip_bomb_is_refused_from_its_header():
+    header = nib.Nifti1Header()
+    header.set_data_shape((8192, 8192, 4096))
+    header.set_data_dtype(np.float32)
+    bomb = gzip.compress(header.binaryblock + bytes(4) + bytes(2**20))
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLarge):
+        read_slice(bomb, "bomb.nii.gz", axis=2, index=0)
+    assert time.perf_counter() - start < 1.0
+
+
+def deflated_dicom(private_bytes: int) -> bytes:
+    from pydicom import dcmread
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = dcmread(BytesIO(make_dicom(np.arange(64 * 64).reshape(64, 64) % 300)))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.add_new(0x00091010, "OB", bytes(private_bytes))
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_deflated_dicom_is_read_and_its_inflated_size_bounded(monkeypatch):
+    assert read_slice(deflated_dicom(1000), "small.dcm").shape == (64, 64)
+    data = deflated_dicom(20 * 2**20)
+    assert len(data) < 100_000
+    monkeypatch.setattr(config, "MAX_DICOM_INFLATED_BYTES", 10 * 2**20)
+    with pytest.raises(ImageTooLarge, match="inflates"):
+        read_slice(data, "bomb.dcm")
+    with pytest.raises(ImageTooLarge):
+        inspect_slice_source(data, "bomb.dcm")
+    damaged = bytearray(data)
+    damaged[-2000:-1000] = bytes(range(256)) * 3 + bytes(232)
+    with pytest.raises(InputError):
+        read_slice(bytes(damaged), "damaged.dcm")
+
+
+def test_nifti_with_nan_affine_is_shown_as_stored():
+    raw = bytearray(make_nifti(ras_volume(), ras_affine()))
+    raw[280:328] = struct.pack("<12f", *([float("nan")] * 12))
+    raw[252:256] = struct.pack("<hh", 0, 1)  # qform_code 0, sform_code 1
+    s = read_slice(bytes(raw), "nan.nii", axis=2, index=1)
+    assert s.metadata["orientation"].startswith("unknown") and s.shape == (Y, X)
+    assert np.isfinite(s.image).all()
+
+
+def test_nifti_with_non_finite_voxels_gives_a_finite_image():
+    vol = ras_volume()
+    vol[0, 0, 1], vol[1, 1, 1], vol[2, 2, 1] = np.nan, np.inf, -np.inf
+    s = read_slice(make_nifti(vol, ras_affine()), "nan.nii", axis=2, index=1)
+    assert np.isfinite(s.image).all() and 0 <= s.image.min() and s.image.max() <= 1

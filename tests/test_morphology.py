@@ -193,6 +193,10 @@ def test_to_dict_and_feature_table_are_json_able():
     assert {"px", "px²"} <= units_px and "mm" not in units_px
     area = next(r for r in rows_mm if r["unit"] == "mm²")
     assert area["value"] == pytest.approx(f_mm.area_mm2)
+    centroid_px = [r["value"] for r in rows_px if r["feature"].startswith("Centroid")]
+    centroid_mm = [r["value"] for r in rows_mm if r["feature"].startswith("Centroid")]
+    assert centroid_px == pytest.approx(list(f_px.centroid_rc))
+    assert centroid_mm == pytest.approx([f_mm.centroid_rc[0] * 0.8, f_mm.centroid_rc[1] * 0.8])
 
 
 # --------------------------------------------------------------------------- clean-up helpers

@@ -622,3 +622,95 @@ def test_real_brats_case():
     assert case.spacing_mm == pytest.approx((1.0, 1.0, 1.0), abs=1e-3)
     mesh = region_mesh(region_masks(case.labels)["WT"], case.spacing_mm)
     assert mesh is not None and len(mesh[1]) > 0
+
+
+# --------------------------------------------------------------------------- hostile and odd inputs (issue 16)
+
+
+def patched_header(data: bytes, offset: int, fmt: str, *values) -> bytes:
+    """An uncompressed NIfTI-1 file with header bytes at ``offset`` rewritten (struct ``fmt``)."""
+    import struct
+
+    raw = bytearray(data)
+    raw[offset:offset + struct.calcsize(fmt)] = struct.pack(fmt, *values)
+    return bytes(raw)
+
+
+def test_nan_sform_is_a_case_error():
+    images, labels = synthetic_case()
+    files = brats2021_files(images, labels, gz=False)
+    name = "BraTS2021_00007_flair.nii"
+    nan_sform = patched_header(files[name], 280, "<12f", *([float("nan")] * 12))
+    files[name] = patched_header(nan_sform, 252, "<hh", 0, 1)  # qform_code 0, sform_code 1
+    with pytest.raises(CaseError, match="degenerate affine"):
+        read_case(files)  # LinAlgError ("SVD did not converge") before
+
+
+def test_int64_label_map_is_read_from_files_and_zip():
+    images, labels = synthetic_case()
+    files = brats2021_files(images, None)
+    files["BraTS2021_00007_seg.nii.gz"] = gzip.compress(
+        nib.Nifti1Image(labels.astype(np.int64), AFFINE, dtype=np.int64).to_bytes())
+    case = read_case(files)
+    assert case.labels.dtype == np.uint8
+    np.testing.assert_array_equal(case.labels, labels)
+    np.testing.assert_array_equal(read_case_zip(make_zip(files)).labels, labels)
+
+
+def test_nan_voxel_does_not_spoil_window_presets():
+    images, labels = synthetic_case()
+    flair = images["flair"].astype(np.float32)
+    flair[3, 3, 3], flair[4, 4, 4] = np.nan, np.inf
+    presets = window_presets(flair)
+    assert all(np.isfinite(v).all() and v[1] > v[0] for v in presets.values())
+    assert presets["full"] == (1.0, float(np.nanmax(np.where(np.isinf(flair), np.nan, flair))))
+    case = read_case(brats2021_files({**images, "flair": flair}, labels))
+    assert np.isfinite(case.images["flair"]).all()
+    assert all(np.isfinite(v).all() for v in window_presets(case.images["flair"]).values())
+
+
+def test_zero_sized_dimension_is_refused():
+    from core.errors import EmptyImage
+
+    images, labels = synthetic_case()
+    files = brats2021_files(images, labels, gz=False)
+    files["BraTS2021_00007_t1.nii"] = patched_header(files["BraTS2021_00007_t1.nii"], 40, "<4h", 3, 0, 24, 16)
+    with pytest.raises(EmptyImage, match="0x24x16"):
+        read_case(files)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_absurd_voxel_size_is_refused(scale):
+    images, labels = synthetic_case()
+    affine = np.diag([scale, scale, scale, 1.0])
+    with pytest.raises(CaseError, match="voxel size"):
+        read_case(brats2021_files(images, labels, affine=affine))
+
+
+def test_zip_member_with_an_unsupported_compression_method_is_refused():
+    import struct
+
+    images, labels = synthetic_case()
+    data = bytearray(make_zip(brats2021_files(images, labels)))
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = data.find(signature)
+        data[at + offset:at + offset + 2] = struct.pack("<H", 99)
+    with pytest.raises(UnsupportedFile, match="method 99"):
+        read_case_zip(bytes(data))
+
+
+def test_window_presets_of_a_constant_huge_volume_are_a_real_window():
+    presets = window_presets(np.full((4, 4, 4), 1e30, np.float32))
+    assert all(hi > lo for lo, hi in presets.values())
+    assert apply_window(np.full((2, 2), 1e30, np.float32), 1e30, 1e30).dtype == np.uint8
+
+
+def test_zip_needing_a_newer_zip_version_is_a_typed_error():
+    import struct
+
+    images, labels = synthetic_case()
+    data = bytearray(make_zip(brats2021_files(images, labels)))
+    at = data.find(b"PK\x01\x02")
+    data[at + 6:at + 8] = struct.pack("<H", 209)  # "version needed to extract" 20.9
+    with pytest.raises(CorruptFile):
+        read_case_zip(bytes(data))  # NotImplementedError ("zip file version 20.9") before
