@@ -9,7 +9,7 @@ import numpy as np
 
 from core import config
 from core.ensemble import StackingEnsemble
-from core.preprocess import classifier_input
+from core.preprocess import classifier_crop, normalise
 from core.registry import LoadedModel, model_card, models_by, verified_path
 
 ENSEMBLE_NAME = "stacking_ensemble"
@@ -38,7 +38,8 @@ def fuse_members(members: list[Member]) -> Any | None:
     per-call dispatch overhead and lets the backend schedule the members' independent branches.
     """
     sizes = {m.input_size for m in members}
-    if len(members) < 2 or len(sizes) != 1 or not all(m.on_keras for m in members):
+    norms = {m.normalisation for m in members}
+    if len(members) < 2 or len(sizes) != 1 or len(norms) != 1 or not all(m.on_keras for m in members):
         return None
     import keras
 
@@ -55,9 +56,17 @@ def predict_fused(fused: Any, x: np.ndarray, batch: int = 64) -> list[np.ndarray
     return [np.concatenate([np.asarray(p[k]) for p in parts]).astype(np.float64) for k in range(len(parts[0]))]
 
 
+def normalise_batch(crops: np.ndarray, how: str) -> np.ndarray:
+    """A member's normalisation (:func:`core.preprocess.normalise`) of cropped inputs ``(N, S, S)``."""
+    if how == "unit":
+        return crops
+    return np.stack([normalise(c, how) for c in crops]) if len(crops) else crops
+
+
 def predict_members(members: list[Member], x_by_size: dict[int, np.ndarray], tta: str = "none",
                     fused: Any | None = None) -> dict[str, np.ndarray]:
-    """Each member's probabilities ``(N, K)`` for preprocessed inputs ``{size: (N, S, S)}``.
+    """Each member's probabilities ``(N, K)`` for cropped inputs ``{size: (N, S, S)}`` in [0, 1]
+    (:func:`core.preprocess.classifier_crop`); each member's card normalisation is applied here.
 
     ``tta="hflip"`` averages each member over the image and its left-right mirror (brains are
     roughly symmetric and training used flips), in the same batch. ``fused``: a model from
@@ -66,12 +75,17 @@ def predict_members(members: list[Member], x_by_size: dict[int, np.ndarray], tta
     if tta not in TTA_MODES:
         raise ValueError(f"unknown test-time augmentation {tta!r}; known: {TTA_MODES}")
     flip = tta == "hflip"
-    prepared = {s: np.concatenate([x, x[:, :, ::-1]]) if flip else x for s, x in x_by_size.items()}
+    prepared: dict[tuple[int, str], np.ndarray] = {}
+    for m in members:
+        key = (m.input_size, m.normalisation)
+        if key not in prepared:
+            x = normalise_batch(np.asarray(x_by_size[m.input_size], dtype=np.float32), m.normalisation)
+            prepared[key] = np.concatenate([x, x[:, :, ::-1]]) if flip else x
     if fused is not None:
         (x,) = prepared.values()
         raw = dict(zip([m.name for m in members], predict_fused(fused, x)))
     else:
-        raw = {m.name: predict_batches(m.runner, prepared[m.input_size]) for m in members}
+        raw = {m.name: predict_batches(m.runner, prepared[(m.input_size, m.normalisation)]) for m in members}
     if not flip:
         return raw
     return {name: (p[:len(p) // 2] + p[len(p) // 2:]) / 2.0 for name, p in raw.items()}
@@ -82,8 +96,9 @@ def load_member(name: str, weights_dir: Path | None = None) -> Member:
 
 
 def member_inputs(images: list[np.ndarray] | np.ndarray, size: int) -> np.ndarray:
-    """Brain-cropped classifier inputs ``(N, size, size)`` from greyscale slices."""
-    return np.stack([classifier_input(image, size) for image in images])
+    """Brain-cropped classifier inputs ``(N, size, size)`` in [0, 1] from greyscale slices (before
+    each member's normalisation, which :func:`predict_members` applies)."""
+    return np.stack([classifier_crop(image, size) for image in images])
 
 
 @dataclass
@@ -103,13 +118,20 @@ class Classifier:
     def __post_init__(self) -> None:
         self._fused = fuse_members(self.members)
 
+    def sizes(self) -> set[int]:
+        """Crop sizes the members need."""
+        return {m.input_size for m in self.members}
+
+    def ensemble_probabilities(self, member_probs: dict[str, np.ndarray], calibrated: bool = True) -> np.ndarray:
+        """The meta-learner's probabilities ``(N, K)`` from the members' ``{name: (N, K)}``."""
+        return self.ensemble.predict_proba([member_probs[m.name] for m in self.members], calibrated)
+
     def member_probabilities(self, images: list[np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """``{member: (N, K)}`` for raw greyscale slices (each member preprocesses at its size)."""
-        sizes = {m.input_size for m in self.members}
-        return self.probabilities_from_inputs({size: member_inputs(images, size) for size in sizes})
+        return self.probabilities_from_inputs({size: member_inputs(images, size) for size in self.sizes()})
 
     def probabilities_from_inputs(self, x_by_size: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
-        """``{member: (N, K)}`` for preprocessed inputs ``{size: (N, size, size)}`` in [0, 1].
+        """``{member: (N, K)}`` for cropped inputs ``{size: (N, size, size)}`` in [0, 1].
 
         Applies the test-time augmentation the meta-learner was fitted with (``member_tta``).
         """
@@ -117,8 +139,14 @@ class Classifier:
 
     def predict(self, images: list[np.ndarray] | np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Members' probabilities and the calibrated ensemble probabilities ``(N, K)``."""
+        probs, calibrated, _ = self.predict_detailed(images)
+        return probs, calibrated
+
+    def predict_detailed(self, images: list[np.ndarray] | np.ndarray
+                         ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Members' probabilities and the ensemble's, calibrated and before temperature scaling."""
         probs = self.member_probabilities(images)
-        return probs, self.ensemble.predict_proba([probs[m.name] for m in self.members])
+        return probs, self.ensemble_probabilities(probs), self.ensemble_probabilities(probs, calibrated=False)
 
     def versions(self) -> dict[str, str]:
         """``{model name: sha256}`` of everything that contributed to a decision."""

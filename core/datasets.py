@@ -144,7 +144,9 @@ def seed_cache(kind: str, paths: list[Path], size: int, arrays: dict[str, np.nda
     return target
 
 
-def _cached(kind: str, paths: list[Path], params: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def cached_arrays(kind: str, paths: list[Path], params: str, build: Callable[[], dict[str, np.ndarray]]
+                  ) -> dict[str, np.ndarray]:
+    """``build()``'s arrays, read from the cache when ``paths`` (and their mtimes) and ``params`` match."""
     path = _cache_path(kind, paths, params)
     if path.is_file():
         with np.load(path) as data:
@@ -170,7 +172,7 @@ def load_classification(root: str | Path, size: int, progress: Callable[[int, in
                 progress(i + 1, len(listing))
         return {"x": out}
 
-    arrays = _cached("cls", listing.paths, _params(size), build)
+    arrays = cached_arrays("cls", listing.paths, _params(size), build)
     return arrays["x"], listing.labels, listing.paths
 
 
@@ -185,7 +187,7 @@ def load_segmentation(listing: SegmentationSet, size: int) -> tuple[np.ndarray, 
             masks[i] = resize(read_mask(mp).astype(np.uint8), size, is_mask=True) > 0
         return {"x": imgs, "y": masks}
 
-    arrays = _cached("seg", listing.images, _params(size), build)
+    arrays = cached_arrays("seg", listing.images, _params(size), build)
     return arrays["x"], arrays["y"]
 
 

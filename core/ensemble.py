@@ -54,17 +54,31 @@ class StackingEnsemble:
         return softmax(self.logits(member_probs), self.temperature if calibrated else 1.0)
 
     @classmethod
+    def equal_weights(cls, members: list[str], classes: list[str]) -> "StackingEnsemble":
+        """The meta-learner with nothing fitted: each class's logit is the mean of the members'
+        log-probabilities of that class (their normalised geometric mean)."""
+        k = len(classes)
+        coef = np.zeros((k, len(members) * k))
+        for m in range(len(members)):
+            coef[np.arange(k), m * k + np.arange(k)] = 1.0 / len(members)
+        return cls(members, classes, coef.tolist(), [0.0] * k, info={"combiner": "equal-weight log-linear pool"})
+
+    @classmethod
     def fit(cls, member_probs: list[np.ndarray], labels: np.ndarray, members: list[str], classes: list[str],
-            seed: int = 0) -> "StackingEnsemble":
-        """Fit on held-out predictions; ``C`` chosen by stratified 5-fold cross-validation."""
+            seed: int = 0, sample_weight: np.ndarray | None = None, groups: np.ndarray | None = None
+            ) -> "StackingEnsemble":
+        """Fit on held-out predictions; ``C`` chosen by 5-fold cross-validation (stratified, and
+        grouped by patient when ``groups`` is given); ``sample_weight`` balances sources."""
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
         x = _features(member_probs)
-        search = LogisticRegressionCV(Cs=np.logspace(-3, 2, 11).tolist(), cv=5, max_iter=5000, scoring="neg_log_loss",
-                                      random_state=seed)
-        search.fit(x, labels)
+        cv = _folds(labels, groups, 5, seed)
+        search = LogisticRegressionCV(Cs=np.logspace(-3, 2, 11).tolist(), cv=cv, max_iter=5000,
+                                      scoring="neg_log_loss", random_state=seed)
+        search.fit(x, labels, sample_weight=sample_weight)
         c_value = float(search.C_[0])
-        final = LogisticRegression(C=c_value, max_iter=5000, random_state=seed).fit(x, labels)
+        final = LogisticRegression(C=c_value, max_iter=5000, random_state=seed).fit(x, labels,
+                                                                                   sample_weight=sample_weight)
         coef = np.zeros((len(classes), x.shape[1]))
         intercept = np.full(len(classes), -50.0)  # classes absent from the fit stay impossible
         coef[final.classes_] = final.coef_
@@ -79,25 +93,38 @@ class StackingEnsemble:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature minimising the negative log-likelihood (Guo et al. 2017), in [0.05, 20]."""
+def _folds(labels: np.ndarray, groups: np.ndarray | None, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds; grouped (no patient on both sides) when ``groups`` is given."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if groups is None:
+        return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels))
+    return list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(labels, labels, groups))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    """Temperature minimising the (weighted) negative log-likelihood (Guo et al. 2017), in [0.05, 20]."""
     from scipy.optimize import minimize_scalar
+
+    w = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
 
     def nll(log_t: float) -> float:
         p = softmax(logits, float(np.exp(log_t)))
-        return float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0))))
+        return float(-np.average(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0)), weights=w))
 
     res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(res.x))
 
 
 def out_of_fold_proba(member_probs: list[np.ndarray], labels: np.ndarray, members: list[str], classes: list[str],
-                      folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Cross-validated meta-learner probabilities on the fitting set (an honest estimate of it)."""
-    from sklearn.model_selection import StratifiedKFold
-
+                      folds: int = 5, seed: int = 0, sample_weight: np.ndarray | None = None,
+                      groups: np.ndarray | None = None) -> np.ndarray:
+    """Cross-validated meta-learner probabilities on the fitting set (an honest estimate of it);
+    folds keep each patient of ``groups`` on one side."""
     out = np.zeros((len(labels), len(classes)))
-    for fit_idx, pred_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels):
-        model = StackingEnsemble.fit([p[fit_idx] for p in member_probs], labels[fit_idx], members, classes, seed)
+    for fit_idx, pred_idx in _folds(labels, groups, folds, seed):
+        model = StackingEnsemble.fit([p[fit_idx] for p in member_probs], labels[fit_idx], members, classes, seed,
+                                     None if sample_weight is None else sample_weight[fit_idx],
+                                     None if groups is None else groups[fit_idx])
         out[pred_idx] = model.predict_proba([p[pred_idx] for p in member_probs], calibrated=False)
     return out

@@ -3,13 +3,17 @@
     python -m core.evaluate classification --data DIR [--json OUT] [--clean-list SPLIT.json]
     python -m core.evaluate segmentation   --data DIR [--json OUT] [--folds 4]
     python -m core.evaluate brats          --data DIR [--json OUT] [--include-training] [--model NAME]
+    python -m core.evaluate external       [--split test|val] [--json OUT] [--n-boot 1000]
+    python -m core.evaluate external-segmentation [--split test|val] [--json OUT]
     python -m core.evaluate artifacts      [--data ROOT] [--out weights/eval] [--weights DIR] [--models NAME ...] [--force]
 
 ``classification``: DIR has one sub-folder per class (any subset of glioma, meningioma,
 notumor/no_tumor, pituitary, or the ``*_tumor`` spellings). ``segmentation``: DIR has
 ``images/`` + ``masks/`` with matching stems, or an ``index.csv`` with ``image``/``mask``
 columns. ``brats``: DIR holds BraTS case folders (2020/2021 or 2023 names); cases listed
-in the model card's train/val split are skipped unless ``--include-training``. ``artifacts``:
+in the model card's train/val split are skipped unless ``--include-training``. ``external``: tumour vs no tumour
+on slices of patients no classifier trained on, from other sources (``$BTD_DATA_DIR``'s tcga_lgg,
+brats and figshare_3064), per source x sequence; see :mod:`core.external`. ``artifacts``:
 ROOT is the public data folder (default ``$BTD_DATA_DIR``); writes the model-comparison
 artifacts of every model (see :mod:`core.eval_artifacts`). The last line printed is always
 ``RESULT key=value ...``; unusable input exits with status 2 and a message.
@@ -64,12 +68,12 @@ def classification_probabilities(root: Path, weights_dir: Path | None = None):
     classifier = Classifier.load(weights_dir)
     x_by_size: dict[int, np.ndarray] = {}
     labels = paths = None
-    for size in sorted({m.input_size for m in classifier.members}):
+    for size in sorted(classifier.sizes()):
         x, labels, paths = load_classification(root, size)
         x_by_size[size] = x.astype(np.float32) / 255.0
     # Same member inference as the app (fused call, the ensemble's test-time flips).
     member_probs = classifier.probabilities_from_inputs(x_by_size)
-    ensemble = classifier.ensemble.predict_proba([member_probs[m.name] for m in classifier.members])
+    ensemble = classifier.ensemble_probabilities(member_probs)
     return classifier, member_probs, ensemble, labels, paths
 
 
@@ -236,6 +240,46 @@ def run_brats(args: argparse.Namespace) -> str:
                          "n": result["n"]})
 
 
+def run_external(args: argparse.Namespace) -> str:
+    from core.external import evaluate_external
+
+    result = evaluate_external(args.split, n_boot=args.n_boot, data_dir=args.data)
+    print(f"{'cell':22s} {'n':>5s} {'tum':>5s} {'acc':>6s} {'sens':>6s} {'spec':>6s} {'glioma':>6s} {'auc':>6s} "
+          f"{'ece':>6s}  ({result['split_description']})")
+    fmt = lambda v: f"{v:6.3f}" if isinstance(v, (int, float)) else f"{'-':>6s}"  # noqa: E731
+    for key, row in result["cells"].items():
+        print(f"{key:22s} {row['n']:5d} {row['n_tumour']:5d} {fmt(row['accuracy'])} {fmt(row['sensitivity'])} "
+              f"{fmt(row['specificity'])} {fmt(row['glioma_accuracy'])} {fmt(row['auc'])} {fmt(row['ece'])}")
+    for name, m in result["members"].items():
+        print(f"member {name:24s} worst {fmt(m['worst'])} ({m['worst_cell']})")
+    _write(result, args.json)
+    cells = result["cells"].values()
+    finite = lambda k: [r[k] for r in cells if r[k] is not None]  # noqa: E731
+    return _result_line({"worst": result["worst"] if result["worst"] is not None else "nan",
+                         "worst_cell": result["worst_cell"],
+                         "min_sensitivity": min(finite("sensitivity")), "min_specificity": min(finite("specificity")),
+                         "min_glioma_accuracy": min(finite("glioma_accuracy")), "max_ece": max(finite("ece")),
+                         "n": result["n"]})
+
+
+def run_external_segmentation(args: argparse.Namespace) -> str:
+    from core.external_segmentation import evaluate_external_segmentation
+
+    result = evaluate_external_segmentation(args.split, data_dir=args.data, n_boot=args.n_boot)
+    print(f"{'cell':22s} {'n':>5s} {'target':>12s} {'ResUNet Dice':>13s} {'found':>6s} {'detector Dice':>14s} {'found':>6s}")
+    for key, row in result["cells"].items():
+        det = row.get("lesion_detector") or {}
+        fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+        print(f"{key:22s} {row['resunet']['n']:5d} {row['target']:>12s} {fmt(row['resunet']['mean_dice']):>13s} "
+              f"{fmt(row['resunet']['found']):>6s} {fmt(det.get('mean_dice')):>14s} {fmt(det.get('found')):>6s}")
+    _write(result, args.json)
+    cells = result["cells"].values()
+    return _result_line({"min_resunet_dice": min(r["resunet"]["mean_dice"] for r in cells),
+                         "min_detector_dice": min((r.get("lesion_detector") or {"mean_dice": float("nan")})["mean_dice"]
+                                                  for r in cells),
+                         "n": result["n"]})
+
+
 def run_artifacts(args: argparse.Namespace) -> str:
     from core.comparison import STATUS_TEXT, headline
     from core.eval_artifacts import Options, artifact_files, write_artifacts
@@ -278,6 +322,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--include-training", action="store_true",
                    help="also score cases the model was trained or validated on")
     b.add_argument("--model", default=None, help="BraTS model name in the manifest (default: the shipped one)")
+    e = sub.add_parser("external", help="tumour vs no tumour on other sources, per source x sequence")
+    e.add_argument("--split", choices=("test", "val"), default="test",
+                   help="held-out patients (test) or the classifier's validation patients (val)")
+    e.add_argument("--data", type=Path, default=None, help="public data folder (default: $BTD_DATA_DIR)")
+    e.add_argument("--json", type=Path, default=None)
+    e.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (by patient) for the 95 %% CIs")
+    g = sub.add_parser("external-segmentation", help="ResUNet and lesion detector Dice on other sources/sequences")
+    g.add_argument("--split", choices=("test", "val"), default="test")
+    g.add_argument("--data", type=Path, default=None, help="public data folder (default: $BTD_DATA_DIR)")
+    g.add_argument("--json", type=Path, default=None)
+    g.add_argument("--n-boot", type=int, default=1000)
     a = sub.add_parser("artifacts", help="model-comparison artifacts of every model (weights/eval)")
     a.add_argument("--data", type=Path, default=None,
                    help="public data folder with brain_mri_4class/, figshare_3064/, brats/ (default: $BTD_DATA_DIR)")
@@ -300,6 +355,8 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], str]] = {
     "classification": run_classification,
     "segmentation": run_segmentation,
     "brats": run_brats,
+    "external": run_external,
+    "external-segmentation": run_external_segmentation,
     "artifacts": run_artifacts,
 }
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from core.preprocess import CropBox, brain_bbox, classifier_input, to_unit_range
+from core.preprocess import CropBox, brain_bbox, classifier_input, to_image_grid, to_unit_range
 
 AVERAGE = "average"
 
@@ -154,16 +154,6 @@ class MemberCam:
 
 # --------------------------------------------------------------------------- geometry
 
-def to_image_grid(cam: np.ndarray, image_shape: tuple[int, int], box: CropBox) -> np.ndarray:
-    """A map on the classifier input (crop → pad to square → resize) back on the image's ``(H, W)`` grid."""
-    side = max(box.height, box.width)
-    square = cv2.resize(cam.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
-    top, left = (side - box.height) // 2, (side - box.width) // 2
-    out = np.zeros(image_shape, np.float32)
-    out[box.top:box.bottom, box.left:box.right] = square[top:top + box.height, left:left + box.width]
-    return np.clip(out, 0.0, 1.0)
-
-
 # --------------------------------------------------------------------------- the ensemble
 
 @dataclass
@@ -193,13 +183,15 @@ class EnsembleCam:
         """Maps of every member for ``class_index`` and their mean (renormalised to [0, 1])."""
         unit = to_unit_range(np.asarray(image))
         box = brain_bbox(unit)
-        maps, layers, inputs = {}, {}, {}
+        maps, layers = {}, {}
+        inputs: dict[tuple[int, str], np.ndarray] = {}
         for member in self.members:
             size = int(getattr(member, "input_size", 0) or member.card["input"]["size"])
-            if size not in inputs:
-                inputs[size] = classifier_input(unit, size)
+            how = str(member.card["input"].get("normalisation", "unit"))
+            if (size, how) not in inputs:
+                inputs[(size, how)] = classifier_input(unit, size, how)
             cam = self._cam(member)
-            maps[member.name] = to_image_grid(cam.heatmap(inputs[size], class_index), unit.shape, box)
+            maps[member.name] = to_image_grid(cam.heatmap(inputs[(size, how)], class_index), unit.shape, box)
             layers[member.name] = cam.layer_name
         if maps:
             mean = np.mean(np.stack(list(maps.values())), axis=0)

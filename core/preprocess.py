@@ -115,16 +115,83 @@ def resize(image: np.ndarray, size: int, is_mask: bool = False) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
-def classifier_input(image: np.ndarray, size: int) -> np.ndarray:
-    """Brain-crop, square-pad, resize and scale one greyscale slice: ``(size, size)`` float32."""
+#: Intensity normalisations a classifier's card can name (``input.normalisation``): ``unit`` keeps
+#: the cropped slice's [0, 1] scale; ``head`` maps the 1st-99th percentiles *inside the head* to
+#: [0, 1], so scanners, sequences and file formats that window a slice differently look alike.
+NORMALISATIONS: tuple[str, ...] = ("unit", "head")
+
+
+def head_mask(unit: np.ndarray, rel_threshold: float = 0.12) -> np.ndarray:
+    """Pixels of the head (or skull-stripped brain): smoothed intensity above a fraction of its 99th percentile."""
+    smooth = cv2.GaussianBlur(unit.astype(np.float32), (5, 5), 0)
+    ref = float(np.percentile(smooth, 99))
+    if ref <= 1e-6:
+        return np.zeros(unit.shape, dtype=bool)
+    return ndimage.binary_fill_holes(smooth > rel_threshold * ref)
+
+
+def normalise_in_head(unit: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.0) -> np.ndarray:
+    """Map the ``low_pct``-``high_pct`` percentiles of the head's pixels to [0, 1] (background stays dark).
+
+    The head mask is eroded by the smoothing's reach (3 px) so its blurred rim of background does
+    not set the black point. Falls back to the whole frame's percentiles when the head covers
+    under 5 % of it.
+    """
+    data = unit.astype(np.float32)
+    mask = ndimage.binary_erosion(head_mask(data), iterations=3)
+    values = data[mask] if mask.mean() >= 0.05 else data.ravel()
+    lo, hi = np.percentile(values, [low_pct, high_pct])
+    if hi - lo < 1e-3:                  # a flat head: scale by its level alone
+        lo, hi = 0.0, max(float(hi), 1e-3)
+    return np.clip((data - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def normalise(unit: np.ndarray, how: str) -> np.ndarray:
+    """Apply one of :data:`NORMALISATIONS` to a cropped [0, 1] classifier input."""
+    if how == "unit":
+        return unit.astype(np.float32)
+    if how == "head":
+        return normalise_in_head(unit)
+    raise ValueError(f"unknown normalisation {how!r}; known: {NORMALISATIONS}")
+
+
+def classifier_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """Brain-crop, square-pad, resize and scale one greyscale slice: ``(size, size)`` float32 in [0, 1]."""
+    return classifier_crop_and_box(image, size)[0]
+
+
+def classifier_crop_and_box(image: np.ndarray, size: int) -> tuple[np.ndarray, CropBox]:
+    """:func:`classifier_crop` and the box it cut (to crop a mask alike or map results back)."""
     unit = to_unit_range(image)
-    square = pad_to_square(crop(unit, brain_bbox(unit)))
-    return np.clip(resize(square, size), 0.0, 1.0).astype(np.float32)
+    box = brain_bbox(unit)
+    square = pad_to_square(crop(unit, box))
+    return np.clip(resize(square, size), 0.0, 1.0).astype(np.float32), box
+
+
+def crop_mask_like(mask: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """A mask on the image's grid cut, padded and resized exactly as :func:`classifier_crop` cut the image."""
+    square = pad_to_square(crop(np.asarray(mask).astype(np.uint8), box))
+    return resize(square, size, is_mask=True) > 0
+
+
+def to_image_grid(values: np.ndarray, image_shape: tuple[int, int], box: CropBox) -> np.ndarray:
+    """A map on the classifier input (crop → pad to square → resize) back on the image's ``(H, W)`` grid."""
+    side = max(box.height, box.width)
+    square = cv2.resize(values.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+    top, left = (side - box.height) // 2, (side - box.width) // 2
+    out = np.zeros(image_shape, np.float32)
+    out[box.top:box.bottom, box.left:box.right] = square[top:top + box.height, left:left + box.width]
+    return np.clip(out, 0.0, 1.0)
+
+
+def classifier_input(image: np.ndarray, size: int, normalisation: str = "unit") -> np.ndarray:
+    """:func:`classifier_crop` followed by the card's intensity normalisation (:func:`normalise`)."""
+    return normalise(classifier_crop(image, size), normalisation)
 
 
 def classifier_input_uint8(image: np.ndarray, size: int) -> np.ndarray:
-    """As :func:`classifier_input` but stored compactly as uint8 (for dataset caches)."""
-    return np.round(classifier_input(image, size) * 255.0).astype(np.uint8)
+    """The cropped slice (:func:`classifier_crop`, before normalisation) as uint8, for dataset caches."""
+    return np.round(classifier_crop(image, size) * 255.0).astype(np.uint8)
 
 
 def segmenter_input(image: np.ndarray, size: int) -> np.ndarray:

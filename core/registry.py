@@ -201,6 +201,11 @@ class LoadedModel:
         return int(self.card["input"]["size"])
 
     @property
+    def normalisation(self) -> str:
+        """Intensity normalisation of a slice classifier's input (:data:`core.preprocess.NORMALISATIONS`)."""
+        return str(self.card.get("input", {}).get("normalisation", "unit"))
+
+    @property
     def sha256(self) -> str:
         """The weight file's sha256 from the card (what results and reports are stamped with)."""
         return str(self.card.get("sha256", ""))

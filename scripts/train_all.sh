@@ -15,7 +15,6 @@ python -m core.train.classifier --model densenet_compact --size 128 --epochs 20 
 # in with their cards by `core.registry promote`. On a CPU: drop --out and give --max-minutes hours.
 python -m core.train.classifier --model resnet_compact --size 128 --epochs 60 --max-minutes 6.5 --out runs/gpu/shipped
 python -m core.registry promote resnet_compact --from runs/gpu/shipped
-python -m core.train.ensemble --members resnet_compact mobilenet_compact densenet_compact efficientnet_compact
 python -m core.train.segmenter --model resunet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 95
 python -m core.train.tune_segmenter --model resunet
 python -m core.train.segmenter --model unet --size 256 --crop 0 --base 12 --batch 16 --epochs 150 --max-minutes 6.5 --out runs/gpu/segmenters
@@ -26,9 +25,30 @@ python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110
 # the original 3D U-Net (a GPU: 18 minutes on an H100 beside other jobs), stored as float16 weights
 python -m core.train.brats --model unet3d --split-like unet2d_brats --crop 96 --base 16 --depth 4 --batch 2 --epochs 60 --samples-per-epoch 800 --workers 4 --max-minutes 18 --out runs/gpu/brats
 python -m core.registry promote unet3d_brats --from runs/gpu/brats --role comparison --fp16
+# Real-world MRI (several sources; core/sources.py). The sequence/plane model: 11 minutes, then continued.
+python -m core.train.acquisition --epochs 10 --max-minutes 11
+python -m core.train.acquisition --init-from weights/sequence_plane.keras --epochs 14 --lr 1e-3 --max-minutes 16 --out runs/ms
+python -m core.registry promote sequence_plane --from runs/ms
+# then with figshare's annotated planes (skull-bearing coronal and sagittal slices; core/annotations/)
+python -m core.train.acquisition --sources brats tcga_lgg figshare --init-from weights/sequence_plane.keras --epochs 14 --lr 1e-3 --max-minutes 16 --out runs/ms
+python -m core.registry promote sequence_plane --from runs/ms
+# The ensemble members, each fine-tuned from its 4-class weights above on every source (balanced over
+# source x class, augmented against acquisition shortcuts, selected on the worst validation cell).
+python -m core.train.classifier --model resnet_compact --sources fourclass tcga_lgg brats --init-from weights/resnet_compact.keras --epochs 16 --lr 5e-4 --max-minutes 28 --out runs/ms
+python -m core.train.classifier --model densenet_compact --sources fourclass tcga_lgg brats --init-from weights/densenet_compact.keras --epochs 16 --lr 5e-4 --max-minutes 28 --out runs/ms
+python -m core.train.classifier --model efficientnet_compact --sources fourclass tcga_lgg brats --init-from weights/efficientnet_compact.keras --epochs 16 --lr 5e-4 --max-minutes 28 --out runs/ms
+python -m core.train.classifier --model mobilenet_compact --sources fourclass tcga_lgg brats --init-from weights/mobilenet_compact.keras --epochs 16 --lr 5e-4 --max-minutes 28 --out runs/ms
+for m in resnet_compact densenet_compact efficientnet_compact mobilenet_compact; do python -m core.registry promote $m --from runs/ms; done
 python -m core.export_runtime
+# The meta-learner chosen on every source's validation patients (fitted logistic regression or the
+# members' equal-weight pool), then the lesion cross-check rule on the same patients.
+python -m core.train.ensemble --members resnet_compact mobilenet_compact densenet_compact efficientnet_compact --combiner auto
+python -m core.train.tune_crosscheck
 python -m core.guard fit
 python -m core.dedup split --out weights/eval/dedup_testing.json
 python -m core.dedup index --out weights/train_hash_index.npz
 python -m core.registry
 python -m core.evaluate artifacts --out weights/eval
+python -m core.evaluate external --json weights/eval/external.json
+python -m core.evaluate external --split val --json weights/eval/external_val.json
+python -m core.evaluate external-segmentation --json weights/eval/external_segmentation.json

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core import runtime
-from core.classify import Classifier, member_inputs, predict_batches, predict_members
+from core.classify import Classifier, member_inputs, normalise_batch, predict_batches, predict_members
 
 
 @pytest.mark.parametrize("served_by", ["litert", "keras"])
@@ -21,7 +21,7 @@ def test_members_match_separate_members_with_mirror_averaging(served_by, monkeyp
     fused = classifier.member_probabilities(slices)
     assert list(fused) == [m.name for m in classifier.members]
     for member in classifier.members:
-        x = member_inputs(slices, member.input_size)
+        x = normalise_batch(member_inputs(slices, member.input_size), member.normalisation)
         expected = (predict_batches(member.runner, x) + predict_batches(member.runner, x[:, :, ::-1].copy())) / 2
         np.testing.assert_allclose(fused[member.name], expected, atol=1e-5)
         np.testing.assert_allclose(fused[member.name].sum(axis=1), 1.0, atol=1e-5)
@@ -32,4 +32,5 @@ def test_without_test_time_augmentation_members_see_the_image_only():
     x = member_inputs([np.random.default_rng(1).random((128, 128)).astype(np.float32)], 128)
     plain = predict_members(classifier.members, {128: x}, "none")
     for member in classifier.members:
-        np.testing.assert_allclose(plain[member.name], predict_batches(member.runner, x), atol=1e-6)
+        own = normalise_batch(x, member.normalisation)
+        np.testing.assert_allclose(plain[member.name], predict_batches(member.runner, own), atol=1e-6)

@@ -62,3 +62,17 @@ def test_out_of_fold_probabilities_cover_every_row():
     assert oof.shape == (300, 4)
     np.testing.assert_allclose(oof.sum(1), 1.0, atol=1e-9)
     assert np.mean(oof.argmax(1) == labels) > 0.9
+
+
+def test_equal_weight_pool_is_the_normalised_geometric_mean_and_round_trips(tmp_path):
+    rng = np.random.default_rng(3)
+    probs = [rng.dirichlet(np.ones(4), size=20) for _ in range(3)]
+    pool = StackingEnsemble.equal_weights(["a", "b", "c"], ["w", "x", "y", "z"])
+    geo = np.exp(np.mean([np.log(np.clip(p, 1e-6, 1.0)) for p in probs], axis=0))
+    np.testing.assert_allclose(pool.predict_proba(probs), geo / geo.sum(1, keepdims=True), rtol=1e-9)
+    pool.temperature = 2.0
+    pool.save(tmp_path / "pool.json")
+    loaded = StackingEnsemble.load(tmp_path / "pool.json")
+    np.testing.assert_allclose(loaded.predict_proba(probs), pool.predict_proba(probs))
+    flat = loaded.predict_proba(probs)
+    assert (flat.max(1) <= geo.max(1) / geo.sum(1) + 1e-12).all()          # a temperature above 1 softens

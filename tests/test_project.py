@@ -77,7 +77,10 @@ def test_no_machine_paths_in_tracked_files():
 
 
 def test_no_public_data_committed():
-    """Only synthetic samples (listed in the sample manifest) may sit in sample_data/ and tests/."""
+    """Only synthetic samples (listed in the sample manifest) and the at most 12 real examples (and their
+    expert masks) listed in sample_data/SOURCES.csv may sit in sample_data/; nothing image-like in tests/."""
+    from core.examples import MAX_EXAMPLES, bundled
+
     image_like = {".jpg", ".jpeg", ".png", ".dcm", ".nii", ".gz", ".tif", ".tiff", ".bmp", ".mat"}
     manifest = json.loads((config.SAMPLE_DIR / "manifest.json").read_text())
     listed = set()
@@ -86,6 +89,13 @@ def test_no_public_data_committed():
         listed.add(entry["name"])
         if entry.get("mask"):
             listed.add(entry["mask"])
+    real = bundled()
+    assert len(real) <= MAX_EXAMPLES
+    for example in real:
+        assert example.dataset in {"figshare_3064", "brain_mri_4class"}, example.dataset
+        listed.add(example.file)
+        if example.mask:
+            listed.add(example.mask)
     for path in (ROOT / "tests").rglob("*"):
         assert path.suffix.lower() not in image_like, f"data file in tests/: {path.name}"
     for path in config.SAMPLE_DIR.rglob("*"):

@@ -1,6 +1,7 @@
 """Pieces shared by the training CLIs: seeding, schedules, best-weight tracking, saving, cards."""
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as _dt
 import math
@@ -108,7 +109,7 @@ def save_inference_model(model: keras.Model, rebuild: Callable[[], keras.Model],
 
 def training_command(module: str) -> str:
     """The command line that reproduces this run (relative paths only)."""
-    return f"python -m {module} " + shlex.join(sys.argv[1:])
+    return f"python -m {module} {shlex.join(sys.argv[1:])}".rstrip()
 
 
 def run_facts(started: float) -> dict[str, Any]:
@@ -213,3 +214,23 @@ def concatenate_logs(first: Path, second: Path, out: Path) -> int:
         writer.writeheader()
         writer.writerows(rows)
     return len(rows)
+
+
+def add_sampled_training_args(p: argparse.ArgumentParser, *, sources: list[str], epochs: int, samples: int, batch: int,
+                              lr: float, name: str) -> None:
+    """The options every CLI that trains on catalogued sources (:mod:`core.sources`) with epochs of
+    ``--samples-per-epoch`` drawn slices shares, with that CLI's defaults."""
+    from core import config
+
+    p.add_argument("--sources", nargs="+", default=sources)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--samples-per-epoch", type=int, default=samples)
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time (keeps the best epoch)")
+    p.add_argument("--init-from", type=Path, default=None, help="start from this saved model's weights")
+    p.add_argument("--name", default=name)
+    p.add_argument("--out", type=Path, default=config.WEIGHTS_DIR)
+    p.add_argument("--workers", type=int, default=2)

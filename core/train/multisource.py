@@ -1,0 +1,158 @@
+"""Multi-source classifier training: a sampler balanced over source x class, validation by source.
+
+* :func:`balanced_weights` gives every class the same share of each epoch and, within a class,
+  every source that has it the same share, so no source's look (skull or none, plane,
+  sequence, scanner) predicts the class.
+* :class:`BalancedBatches` draws an epoch by those weights and augments each slice against
+  acquisition shortcuts (:func:`core.augment.augment_acquisition`) before the model's
+  normalisation.
+* :class:`SourceValidation` scores every validation cell (source x sequence) after each epoch and
+  logs ``val_rank`` (:func:`ranking_score`: the lowest of the 4-class accuracy on the 4-class
+  validation images and every other cell's tumour AUC; the best epoch has the best) and
+  ``val_worst`` (:func:`selection_score`: the same with sensitivity, specificity and glioma
+  accuracy at the member's own threshold, which the stacking meta-learner resets).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import keras
+import numpy as np
+
+from core import config
+from core.augment import AcquisitionConfig, augment_acquisition
+from core.classify import normalise_batch
+from core.external import cell_table
+from core.sources import SliceSet
+
+#: Metrics of a validation cell that the selection score takes the minimum over.
+SELECTION_METRICS: tuple[str, ...] = ("sensitivity", "specificity", "glioma_accuracy")
+
+
+def balanced_weights(slices: SliceSet) -> np.ndarray:
+    """Sampling probabilities ``(N,)``: classes equal, sources equal within a class, slices equal within a cell."""
+    labels = slices.column("label")
+    sources = slices.column("source")
+    cells = Counter(zip(labels, sources))
+    sources_per_class = Counter(label for label, _ in cells)
+    n_classes = len(sources_per_class)
+    w = np.array([1.0 / (n_classes * sources_per_class[lab] * cells[(lab, src)]) for lab, src in zip(labels, sources)])
+    return w / w.sum()
+
+
+class WeightedDraws(keras.utils.PyDataset):
+    """``samples`` slice indices per epoch drawn by ``weights`` (redrawn each epoch unless ``redraw``
+    is off); a subclass turns one batch of indices into arrays in :meth:`make_batch`."""
+
+    redraw = True
+
+    def __init__(self, weights: np.ndarray, batch: int, samples: int, seed: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.weights, self.batch, self.samples, self.seed, self.epoch = weights, batch, samples, seed, 0
+        self.order = self._draw()
+
+    def draw_key(self) -> tuple[int, ...]:
+        """Seed of this epoch's draw."""
+        return (self.seed, self.epoch, 7)
+
+    def _draw(self) -> np.ndarray:
+        return np.random.default_rng(self.draw_key()).choice(len(self.weights), size=self.samples, p=self.weights)
+
+    def __len__(self) -> int:
+        return self.samples // self.batch
+
+    def __getitem__(self, idx: int):
+        rng = np.random.default_rng((self.seed, self.epoch, idx))
+        return self.make_batch(self.order[idx * self.batch:(idx + 1) * self.batch], rng)
+
+    def make_batch(self, take: np.ndarray, rng: np.random.Generator):
+        raise NotImplementedError
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        if self.redraw:
+            self.order = self._draw()
+
+
+class BalancedBatches(WeightedDraws):
+    """``samples_per_epoch`` slices per epoch drawn by ``weights``, augmented, normalised."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, weights: np.ndarray, batch: int,
+                 samples_per_epoch: int, seed: int, normalisation: str,
+                 augment: AcquisitionConfig = AcquisitionConfig(), num_classes: int = len(config.CLASS_NAMES),
+                 **kwargs: Any):
+        self.images, self.labels, self.num_classes = images, labels, num_classes
+        self.normalisation, self.augment = normalisation, augment
+        super().__init__(weights, batch, samples_per_epoch, seed, **kwargs)
+
+    def make_batch(self, take: np.ndarray, rng: np.random.Generator):
+        x = np.stack([augment_acquisition(self.images[i], rng, self.augment) for i in take])
+        x = normalise_batch(x, self.normalisation)[..., None]
+        return x, keras.utils.to_categorical(self.labels[take], self.num_classes)
+
+
+def selection_score(table: dict[str, dict[str, Any]]) -> float:
+    """The worst of the 4-class validation accuracy and every other cell's :data:`SELECTION_METRICS`."""
+    values = []
+    for row in table.values():
+        keys = ("accuracy",) if row["source"] == "fourclass" else SELECTION_METRICS
+        values += [row[k] for k in keys if np.isfinite(row.get(k, np.nan))]
+    return float(min(values)) if values else float("nan")
+
+
+def ranking_score(table: dict[str, dict[str, Any]]) -> float:
+    """The worst of the 4-class validation accuracy and every other cell's tumour AUC.
+
+    Threshold-free, so it picks a member's epoch by how well it *ranks* tumour against tumour-free
+    slices on its worst source; the stacking meta-learner then sets the ensemble's thresholds.
+    """
+    values = [row["accuracy"] if row["source"] == "fourclass" else row["auc"] for row in table.values()]
+    values = [v for v in values if np.isfinite(v)]
+    return float(min(values)) if values else float("nan")
+
+
+def validation_table(probs: np.ndarray, val: SliceSet, n_boot: int = 0) -> dict[str, dict[str, Any]]:
+    return cell_table(val.column("source"), val.column("sequence"), val.column("patient"), val.labels(), probs,
+                      n_boot=n_boot)
+
+
+class SourceValidation(keras.callbacks.Callback):
+    """Score every validation cell after each epoch; logs ``val_worst`` and per-cell figures.
+
+    Place it before :class:`core.train.common.BestWeights` and the CSV logger.
+    """
+
+    def __init__(self, val: SliceSet, normalisation: str, batch: int = 64):
+        super().__init__()
+        self.val = val
+        self.x = normalise_batch(val.x.astype(np.float32) / 255.0, normalisation)[..., None]
+        self.batch = batch
+        self.table: dict[str, dict[str, Any]] = {}
+
+    def predict(self) -> np.ndarray:
+        return np.concatenate([np.asarray(self.model(self.x[i:i + self.batch], training=False))
+                               for i in range(0, len(self.x), self.batch)])
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.table = validation_table(self.predict(), self.val)
+        score = selection_score(self.table)
+        rank = ranking_score(self.table)
+        if logs is not None:
+            logs["val_worst"] = score
+            logs["val_rank"] = rank
+            for key, row in self.table.items():
+                tag = key.replace("/", "_")
+                for name in ("accuracy",) if row["source"] == "fourclass" else (*SELECTION_METRICS, "auc"):
+                    logs[f"val_{tag}_{name}"] = row[name]
+        summary = "  ".join(f"{k} {min(v[m] for m in (('accuracy',) if v['source'] == 'fourclass' else SELECTION_METRICS)):.3f}"
+                            for k, v in self.table.items())
+        print(f"epoch {epoch + 1}: val_rank {rank:.4f} val_worst {score:.4f} | {summary}", flush=True)
+
+
+def training_counts(train: SliceSet) -> list[dict[str, Any]]:
+    """Training slices per class x source x sequence x plane (what the model has seen)."""
+    counts = Counter(zip(train.column("label"), train.column("source"), train.column("sequence"),
+                         train.column("plane")))
+    return [{"class": c, "source": s, "sequence": q, "plane": p, "n": int(n)}
+            for (c, s, q, p), n in sorted(counts.items())]
