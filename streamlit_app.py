@@ -1,9 +1,16 @@
 """Brain-tumour MRI dashboard: page configuration, navigation and the shared sidebar."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="Brain-tumour MRI dashboard", page_icon=":material/neurology:", layout="wide")
+from ui.resources import start_preload
+
+# The icon is a file of the repository (an emoji or a Material icon would be fetched from the internet).
+st.set_page_config(page_title="Brain-tumour MRI dashboard", page_icon=str(Path(__file__).parent / "ui" / "icon.png"),
+                   layout="wide")
+start_preload()          # load the slice models once per server, in the background, before anyone presses Analyse
 
 pages = [
     st.Page("pages/analyze.py", title="Analyse a slice", icon=":material/biotech:", default=True),

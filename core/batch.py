@@ -6,7 +6,9 @@ an unsupported type or a refused non-MRI image is reported there and the batch g
 3D NIfTI volumes and multi-frame files are analysed at their middle slice (axial for NIfTI),
 which the row says. Grad-CAM is off by default here (it roughly doubles the time per slice).
 When an item carries its ground truth (held-out public images), the table adds the true class,
-whether the decision matches it and, with an expert mask, the Dice of the model's mask.
+whether the decision matches it and, with an expert mask, the Dice of the model's mask. With the
+shipped sequence/plane model and lesion rule, each row also names the recognised sequence and
+plane with their confidences, and whether a "no tumour" slice was flagged as a possible lesion.
 """
 from __future__ import annotations
 
@@ -22,14 +24,14 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from core.errors import InputError, NeedsSliceSelection
+from core.findings import acquisition_cell
 from core.guard import check_slice
 from core.io import SUPPORTED_EXTENSIONS, Slice, inspect_slice_source, read_slice
 from core.metrics import dice
 from core.pipeline import AnalysisOptions, Analyzer, SliceResult
 
-#: Most files taken from one upload (a .zip included) and the most uncompressed bytes read from a .zip.
+#: Most files taken from one upload (a .zip included); the zip budgets live in core.config.
 MAX_FILES = 1000
-MAX_ZIP_BYTES = 2 * 1024 ** 3
 #: Measurements shown in the table (feature-table names) -- the main ones.
 MAIN_MEASUREMENTS = ("Area", "Maximum diameter (Feret)", "Perpendicular diameter")
 
@@ -73,6 +75,8 @@ class BatchRow:
                                "entropy": round(r.entropy, 3) if r else None,
                                "members agreeing": f"{round(r.agreement * len(r.member_votes))}/{len(r.member_votes)}" if r else "",
                                "caution": bool(r.caution) if r else None,
+                               "sequence/plane": acquisition_cell(r),
+                               "possible lesion": _possible_lesion(r),
                                "training-set match": (r.training_match or {}).get("name", "") if r else ""}
         measures = {m["feature"]: m for m in _feature_rows(r)}
         for name in MAIN_MEASUREMENTS:
@@ -89,6 +93,11 @@ class BatchRow:
         row["warnings / errors"] = " | ".join(notes + ([self.message] if self.message else [])
                                               + (list(r.warnings) if r else []))
         return row
+
+
+def _possible_lesion(result: SliceResult | None) -> bool | None:
+    """The lesion cross-check's flag; ``None`` when it did not run (a tumour decision, or no rule shipped)."""
+    return None if result is None or result.lesion_check is None else result.possible_lesion
 
 
 def _feature_rows(result: SliceResult | None) -> list[dict]:
@@ -112,37 +121,104 @@ def _is_hidden(name: str) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
-def expand_uploads(files: Iterable[tuple[str, bytes]]) -> tuple[list[BatchItem], list[BatchRow]]:
-    """Files to analyse, with every ``.zip`` opened; and rows for archives that cannot be read.
+def _zip_errors() -> tuple[type[BaseException], ...]:
+    """What Python's zipfile and its decompressors raise on a damaged or unusual archive."""
+    import lzma
+    import struct
+    import zlib
 
-    Folders, hidden files and macOS resource forks inside a zip are skipped; nested zips are
-    reported, not opened. At most :data:`MAX_FILES` files are taken.
+    return (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError, zlib.error, lzma.LZMAError, struct.error, OverflowError, UnicodeDecodeError)
+
+
+#: Compression methods zipfile can extract: stored, deflate, bzip2, LZMA.
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
+def _member_refusal(info: zipfile.ZipInfo) -> str:
+    """Why a zip member is not extracted (from its header alone), or ``""``."""
+    from core import config
+
+    if info.filename.lower().endswith(".zip"):
+        return "a .zip inside a .zip is not opened; upload it separately"
+    if info.flag_bits & 0x1:
+        return "is encrypted (password-protected) and cannot be read; add it to the archive without a password"
+    if info.compress_type not in _ZIP_METHODS:
+        kind = " (AES encryption)" if info.compress_type == 99 else ""
+        return (f"uses compression method {info.compress_type}{kind}, which cannot be read; "
+                "re-create the archive with standard (deflate) compression")
+    if info.file_size > config.MAX_SLICE_BYTES:
+        return (f"unpacks to {info.file_size / 2**20:.0f} MB; the limit is "
+                f"{config.MAX_SLICE_BYTES / 2**20:.0f} MB per file")
+    return ""
+
+
+def _expand_zip(name: str, data: bytes, budget: int) -> tuple[list[BatchItem], list[BatchRow], int]:
+    """The members of one batch zip, rows for what is refused, and the byte budget left.
+
+    Header checks come first (entry count, declared total, each member's method, encryption and
+    size); each member is then read with a bound, so a header that lies cannot cost more.
     """
+    from core import config
+
     items: list[BatchItem] = []
     problems: list[BatchRow] = []
+    errors = _zip_errors()
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except errors as err:
+        return [], [BatchRow(name, "error", f"not a readable .zip archive ({err})")], budget
+    with archive:
+        if len(infos) > config.MAX_ZIP_MEMBERS:
+            return [], [BatchRow(name, "error", f"the archive holds {len(infos)} entries; the limit is "
+                                 f"{config.MAX_ZIP_MEMBERS}")], budget
+        members = [i for i in infos if not i.is_dir() and not _is_hidden(i.filename)]
+        total = sum(i.file_size for i in members if not _member_refusal(i))
+        if total > budget:
+            return [], [BatchRow(name, "error", f"the archive unpacks to {total / 2**20:.0f} MB; the limit is "
+                                 f"{config.MAX_ZIP_BYTES / 2**20:.0f} MB per batch")], budget
+        for info in members:
+            member = f"{name}/{info.filename}"
+            refusal = _member_refusal(info)
+            if refusal:
+                problems.append(BatchRow(member, "error", refusal))
+                continue
+            try:
+                with archive.open(info) as fh:
+                    content = fh.read(min(budget, config.MAX_SLICE_BYTES) + 1)
+            except errors as err:
+                problems.append(BatchRow(member, "error", f"cannot be extracted from the archive ({err})"))
+                continue
+            if len(content) > min(budget, config.MAX_SLICE_BYTES):
+                problems.append(BatchRow(member, "error", "unpacks to more than its header declares and over the "
+                                         "size limit; the archive is damaged or built to exhaust memory"))
+                continue
+            budget -= len(content)
+            items.append(BatchItem(member, content))
+    return items, problems, budget
+
+
+def expand_uploads(files: Iterable[tuple[str, bytes]]) -> tuple[list[BatchItem], list[BatchRow]]:
+    """Files to analyse, with every ``.zip`` opened; and rows for archives and members that cannot be read.
+
+    Folders, hidden files and macOS resource forks inside a zip are skipped; nested zips, encrypted
+    members, unsupported compression methods and oversized members are reported in their own rows,
+    not opened. The budgets of :mod:`core.config` hold (``MAX_ZIP_MEMBERS`` entries per archive,
+    ``MAX_ZIP_BYTES`` unpacked from the archives of one call). At most :data:`MAX_FILES` files are taken.
+    """
+    from core import config
+
+    items: list[BatchItem] = []
+    problems: list[BatchRow] = []
+    budget = config.MAX_ZIP_BYTES
     for name, data in files:
         if not name.lower().endswith(".zip"):
             items.append(BatchItem(name, data))
             continue
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                members = [i for i in archive.infolist() if not i.is_dir() and not _is_hidden(i.filename)]
-                total = sum(i.file_size for i in members)
-                if total > MAX_ZIP_BYTES:
-                    problems.append(BatchRow(name, "error", f"the archive unpacks to {total / 2**30:.1f} GB; "
-                                             f"the limit is {MAX_ZIP_BYTES / 2**30:.0f} GB"))
-                    continue
-                for info in members:
-                    member = f"{name}/{info.filename}"
-                    if info.filename.lower().endswith(".zip"):
-                        problems.append(BatchRow(member, "error", "a .zip inside a .zip is not opened; upload it separately"))
-                        continue
-                    try:
-                        items.append(BatchItem(member, archive.read(info)))
-                    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-                        problems.append(BatchRow(member, "error", f"cannot be extracted from the archive ({err})"))
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-            problems.append(BatchRow(name, "error", f"not a readable .zip archive ({err})"))
+        found, refused, budget = _expand_zip(name, data, budget)
+        items.extend(found)
+        problems.extend(refused)
     if len(items) > MAX_FILES:
         problems.append(BatchRow(f"{len(items) - MAX_FILES} more files", "error",
                                  f"only the first {MAX_FILES} files of a batch are analysed"))

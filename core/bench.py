@@ -1,6 +1,7 @@
 """CPU benchmark of the slice pipeline against one ResNet50 forward pass.
 
     python -m core.bench [--repeats 20] [--sample NAME] [--models all|NAME ...] [--latency-json OUT] [--batch N]
+    python -m core.bench --cold [--repeats 5]
 
 Times, warm (after two untimed runs), the median of ``--repeats`` runs of: reading the file,
 the input guard, classification (four members + meta-learner), segmentation, measurement and
@@ -20,15 +21,29 @@ forced, no Grad-CAM), once, before the RESULT line.
 merges the results into ``--latency-json`` (default ``weights/eval/latency.json``). A model
 whose weights are not here is timed as its untrained architecture, built by the same builder
 at the same input size (weights do not change the compute); the entry says so.
+
+``--cold`` measures the first run instead: it starts ``streamlit run streamlit_app.py`` headless on a
+free loopback port (127.0.0.1 only) and times it until the server answers its health check; then, in
+a fresh Python process (as a new server process would), it times the imports, the model load
+(:meth:`Analyzer.load`, which the app starts in the background on the first page view) and the
+first analysis of the Analyse page's default input (the first bundled real example, Grad-CAM and
+the training-set look-up included), then the median of ``--repeats`` warm analyses. Every step is
+bounded in time. Last line: ``RESULT cold_start_s=... server_ready_s=... imports_s=... load_s=...
+first_analysis_s=... first_result_s=... warm_ms=...`` where ``cold_start_s`` (server start to first
+result, *Analyse* pressed as the page opens) = ``server_ready_s`` + ``first_result_s``.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import resource
+import socket
 import statistics
+import subprocess
+import sys
 import time
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,12 +113,11 @@ def _shipped_ensemble_ms(weights_dir: Path | None, repeats: int) -> dict[str, An
     from core.classify import Classifier
 
     def timed(classifier: Classifier) -> float:
-        x = {s: np.random.default_rng(0).random((1, s, s), dtype=np.float32)
-             for s in {m.input_size for m in classifier.members}}
+        x = {s: np.random.default_rng(0).random((1, s, s), dtype=np.float32) for s in classifier.sizes()}
 
         def run() -> None:
             probs = classifier.probabilities_from_inputs(x)
-            classifier.ensemble.predict_proba([probs[m.name] for m in classifier.members])
+            classifier.ensemble_probabilities(probs)
 
         return median_ms(run, repeats)
 
@@ -272,6 +286,91 @@ def default_sample() -> str:
     return slices[0]
 
 
+#: What the fresh process of ``--cold`` runs: imports, model load, first and warm analyses (JSON on stdout).
+_FIRST_RESULT = r"""
+import json, statistics, sys, time
+start = time.perf_counter()
+from core import config
+from core.io import read_slice
+from core.pipeline import AnalysisOptions, Analyzer
+imported = time.perf_counter()
+analyzer = Analyzer.load()
+loaded = time.perf_counter()
+path, repeats = sys.argv[1], int(sys.argv[2])
+data = open(path, "rb").read()
+slice_ = read_slice(data, path)
+analyzer.analyze(slice_, AnalysisOptions())
+first = time.perf_counter()
+warm = []
+for _ in range(repeats):
+    t = time.perf_counter()
+    analyzer.analyze(read_slice(data, path), AnalysisOptions())
+    warm.append((time.perf_counter() - t) * 1000)
+print(json.dumps({"imports_s": imported - start, "load_s": loaded - imported, "first_analysis_s": first - loaded,
+                  "warm_ms": statistics.median(warm) if warm else None}))
+"""
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_ready_seconds(timeout: float = 120.0) -> float:
+    """Seconds from ``streamlit run streamlit_app.py`` (headless, loopback only) to a healthy server; the
+    server is stopped afterwards. Raises ``TimeoutError`` past ``timeout``."""
+    port = free_loopback_port()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    start = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(config.REPO_ROOT / "streamlit_app.py"), "--server.port",
+         str(port), "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats",
+         "false", "--server.fileWatcherType", "none"],
+        cwd=config.REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - start < timeout:
+            if server.poll() is not None:
+                raise RuntimeError(f"streamlit exited with status {server.returncode} before it was healthy")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - start
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"streamlit was not healthy within {timeout:.0f} s")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def default_input() -> Path:
+    """The Analyse page's default input: the first bundled real example (else a synthetic tumour slice)."""
+    from core.examples import bundled
+
+    found = bundled()
+    return config.SAMPLE_DIR / (found[0].file if found else default_sample())
+
+
+def cold_start(repeats: int = 5, timeout: float = 600.0) -> dict[str, float]:
+    """Server start to healthy, then a fresh process's imports, model load, first and warm analyses."""
+    ready = server_ready_seconds(min(timeout, 120.0))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _FIRST_RESULT, str(default_input()), str(repeats)],
+                          cwd=config.REPO_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                          capture_output=True, text=True, timeout=timeout, check=True)
+    wall = time.perf_counter() - start
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    first = figures["imports_s"] + figures["load_s"] + figures["first_analysis_s"]
+    return {"cold_start_s": ready + first, "server_ready_s": ready, "first_result_s": first,
+            "process_wall_s": wall, **figures}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
@@ -281,7 +380,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=0, help="also time a batch of this many synthetic slices")
     parser.add_argument("--latency-json", type=Path, default=None,
                         help="where --models writes its latencies (default weights/eval/latency.json)")
+    parser.add_argument("--cold", action="store_true",
+                        help="time the first run instead: server start to healthy, model load, first result")
     args = parser.parse_args(argv)
+    if args.cold:
+        figures = cold_start(args.repeats)
+        print(f"cold start on {os.cpu_count()} CPU cores, input {default_input().name}:")
+        print(f"  server start to healthy        {figures['server_ready_s']:6.1f} s  (streamlit run, headless, loopback)")
+        print(f"  imports in a fresh process     {figures['imports_s']:6.1f} s")
+        print(f"  model load                     {figures['load_s']:6.1f} s  (the app starts it on the first page view)")
+        print(f"  first analysis                 {figures['first_analysis_s']:6.1f} s  (Grad-CAM and training-set "
+              "look-up included)")
+        print(f"  cold start, server to result   {figures['cold_start_s']:6.1f} s  (Analyse pressed as the page opens)")
+        if figures["warm_ms"] is not None:
+            print(f"  warm analysis                  {figures['warm_ms']:6.0f} ms (median of {args.repeats})")
+        print("RESULT " + " ".join(f"{k}={v:.3f}" if k != "warm_ms" else f"{k}={v:.1f}"
+                                   for k, v in figures.items() if v is not None and k != "process_wall_s"))
+        return
     if args.models is not None:
         from core import comparison
 

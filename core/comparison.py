@@ -58,6 +58,33 @@ UNET3D_COMMAND = ("python -m core.train.brats --model unet3d --split-like unet2d
 ARTIFACTS_COMMAND = "python -m core.evaluate artifacts --out weights/eval"
 
 
+#: Short names of the models for people (the page and its figures); a model not listed uses its label.
+DISPLAY_NAMES: dict[str, str] = {
+    "resnet_compact": "ResNet-18 style, compact",
+    "mobilenet_compact": "MobileNetV2 ×0.5, compact",
+    "densenet_compact": "DenseNet-BC, compact",
+    "efficientnet_compact": "EfficientNet-B0 style, compact",
+    "stacking_ensemble": "Ensemble of the 4 compact CNNs",
+    "xception": "Xception",
+    "inceptionv3": "InceptionV3",
+    "resnet50": "ResNet50",
+    "vgg19": "VGG19",
+    "densenet121": "DenseNet121",
+    "efficientnetb0": "EfficientNetB0",
+    "stacking_backbones": "Ensemble of the 4 large CNNs",
+    "resunet": "ResUNet",
+    "unet": "U-Net",
+    "attention_unet": "Attention U-Net",
+    "unet2d_brats": "2D U-Net, slice by slice",
+    "unet3d_brats": "3D U-Net, sliding window",
+}
+
+
+def display_name(name: str, entry: dict | None = None) -> str:
+    """How a model is named for people: :data:`DISPLAY_NAMES`, else its label, else its id."""
+    return DISPLAY_NAMES.get(name) or (entry or {}).get("label") or name
+
+
 class ArtifactMissing(FileNotFoundError):
     """An evaluation artifact is not there; the message says which command writes it."""
 

@@ -66,14 +66,31 @@ def overlay_curves_figure(logs: dict[str, pd.DataFrame], column: str, title: str
     return fig
 
 
-def tradeoff_figure(table: pd.DataFrame, x: str, y: str, title: str) -> go.Figure:
-    """Size or speed (``x``) against a score (``y``), one labelled point per evaluated model."""
-    rows = table.dropna(subset=[x, y])
+#: Marker colours of the trade-off plot, one per model (cycled).
+_POINT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                  "#bcbd22", "#17becf", "#393b79", "#637939")
+
+
+def tradeoff_figure(table: pd.DataFrame, x: str, y: str, title: str, names: str = "model",
+                    x_title: str | None = None) -> go.Figure:
+    """Size or speed (``x``) against a score (``y``), one point per evaluated model.
+
+    Models are named in the legend below the plot (one entry per point, its colour and shape), never
+    as text beside the points, so names can neither overlap each other nor be clipped at the edges.
+    Shipped models (``group == "shipped"``) are circles, the others diamonds.
+    """
+    rows = table.dropna(subset=[x, y]).reset_index(drop=True)
     fig = go.Figure()
-    for group, part in rows.groupby("group"):
-        fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers+text", text=part["model"], name=group,
-                                 textposition="top center", marker=dict(size=12)))
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=420, margin=_MARGIN)
+    for k, row in rows.iterrows():
+        shipped = row.get("group") == "shipped"
+        fig.add_trace(go.Scatter(
+            x=[row[x]], y=[row[y]], mode="markers", name=str(row[names]),
+            marker=dict(size=13, color=_POINT_COLOURS[k % len(_POINT_COLOURS)],
+                        symbol="circle" if shipped else "diamond", line=dict(width=1, color="#333")),
+            hovertemplate=f"{row[names]}<br>{x_title or x}: %{{x}}<br>{y}: %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=x_title or x, yaxis_title=y, height=380 + 22 * ((len(rows) + 1) // 2),
+                      margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0, font=dict(size=12)))
     if x == "params":
         fig.update_xaxes(type="log")
     return fig
@@ -93,4 +110,26 @@ def reliability_figure(before: dict, after: dict, ece_before: float, ece_after: 
                                  hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{text}<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="mean confidence in bin", yaxis_title="accuracy in bin",
                       xaxis_range=[0, 1.01], yaxis_range=[0, 1.01], height=420, margin=_MARGIN)
+    return fig
+
+
+def external_figure(rows: pd.DataFrame, target: float, title: str) -> go.Figure:
+    """Sensitivity and specificity per source × sequence cell (bars with 95 % CI whiskers) and the target line.
+
+    ``rows``: columns ``cell, metric, value, low, high`` (:func:`core.external_view.chart_rows`).
+    """
+    fig = go.Figure()
+    colours = {"sensitivity": "#d62728", "specificity": "#1f77b4"}
+    for metric, part in rows.groupby("metric", sort=False):
+        fig.add_trace(go.Bar(
+            x=part["cell"], y=part["value"], name=metric, marker_color=colours.get(metric),
+            error_y=dict(type="data", symmetric=False, array=part["high"] - part["value"],
+                         arrayminus=part["value"] - part["low"]),
+            customdata=part[["low", "high"]].to_numpy(),
+            hovertemplate="%{x}<br>" + metric + " %{y:.3f} (95 % CI %{customdata[0]:.3f}–%{customdata[1]:.3f})"
+                          "<extra></extra>"))
+    fig.add_hline(y=target, line_dash="dash", line_color="#2ca02c", annotation_text=f"aim {target:.2f}",
+                  annotation_position="bottom right")
+    fig.update_layout(title=title, barmode="group", yaxis_title="proportion", yaxis_range=[0, 1.05], height=420,
+                      margin=_MARGIN, legend=dict(orientation="h", y=-0.25))
     return fig

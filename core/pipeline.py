@@ -3,9 +3,10 @@
 As in the original design, a "no tumour" decision stops the pipeline unless the caller asks
 to segment anyway. The result carries every member's probabilities and vote, the calibrated
 ensemble decision with its entropy and the calibration facts (temperature, validation ECE
-before/after), Grad-CAM maps of each member and their average, a look-up in the training-set
-hash index, the mask, the measurements, the model versions (weight sha256) and plain-language
-warnings; ``caution`` is set when the decision is uncertain or the members split.
+before/after), Grad-CAM maps of each member and their average (now, or later on request with
+:meth:`Analyzer.explain`), a look-up in the training-set hash index, the mask, the measurements,
+the model versions (weight sha256) and plain-language warnings; ``caution`` is set when the
+decision is uncertain or the members split.
 """
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from typing import Any
 import numpy as np
 
 from core import config
+from core.acquisition import AcquisitionModel
 from core.classify import Classifier
+from core.coverage import Coverage, coverage_note
+from core.lesion_check import CrossCheck
 from core.dedup import HashIndex
 from core.gradcam import EnsembleCam
 from core.io import Slice
@@ -39,7 +43,11 @@ LARGE_MASK_PX = 400
 
 @dataclass
 class AnalysisOptions:
-    """What the user chose: segment even without a tumour, spacing typed in, post-processing."""
+    """What the user chose: segment even without a tumour, spacing typed in, post-processing.
+
+    ``gradcam=False`` leaves the explanation out (the app's default: :meth:`Analyzer.explain` adds it
+    when someone asks for it).
+    """
 
     segment_anyway: bool = False
     spacing_override_mm: tuple[float, float] | None = None
@@ -80,6 +88,14 @@ class SliceResult:
     gradcam_layers: dict[str, str] = field(default_factory=dict)
     model_runtimes: dict[str, str] = field(default_factory=dict)
     gradcam: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    acquisition: dict[str, Any] | None = None
+    coverage_note: str | None = None
+    lesion_check: dict[str, Any] | None = None
+
+    @property
+    def possible_lesion(self) -> bool:
+        """The classifier said no tumour but the segmenter found a confident region (:mod:`core.crosscheck`)."""
+        return bool(self.lesion_check and self.lesion_check.get("flagged"))
 
     @property
     def decision_label(self) -> str:
@@ -132,22 +148,15 @@ def _calibration(classifier: Any) -> dict[str, Any]:
     val = card.get("metrics", {}).get("val", {})
     if "temperature" not in val:
         return {}
-    return {"method": "temperature scaling of the stacking meta-learner's logits",
-            "fitted_on": "validation split (out-of-fold meta-learner predictions)",
+    if card.get("combiner") == "equal":
+        method, fitted_on = ("temperature scaling of the equal-weight pool of the members (mean log-probability)",
+                             "validation patients of every source")
+    else:
+        method, fitted_on = ("temperature scaling of the stacking meta-learner's logits",
+                             "validation split (out-of-fold meta-learner predictions)")
+    return {"method": method, "fitted_on": fitted_on,
             "temperature": val.get("temperature"), "n_validation": val.get("n"),
             "ece_before": val.get("ece_before_calibration"), "ece_after": val.get("ece_after_calibration")}
-
-
-def _uncalibrated(classifier: Any, member_probs: dict[str, np.ndarray]) -> list[float] | None:
-    """The meta-learner's probabilities before temperature scaling (None for stand-in classifiers)."""
-    ensemble, members = getattr(classifier, "ensemble", None), getattr(classifier, "members", None)
-    if ensemble is None or not members:
-        return None
-    try:
-        raw = ensemble.predict_proba([member_probs[m.name] for m in members], calibrated=False)[0]
-    except (TypeError, KeyError, ValueError):   # a meta-learner without an uncalibrated view
-        return None
-    return [round(float(p), 6) for p in raw]
 
 
 def _training_warning(match: dict[str, Any]) -> str:
@@ -175,7 +184,16 @@ def _warnings(result: SliceResult, mask_area: float | None) -> list[str]:
     if result.is_tumour and result.segmented and not mask_area:
         out.append(f"The classifier reports {result.decision_label}, but the segmenter found no tumour region. "
                    "Review the image; the measurements are unavailable.")
-    if not result.is_tumour and result.segmented and mask_area:
+    if result.coverage_note:
+        out.append(result.coverage_note)
+    if result.possible_lesion:
+        check = result.lesion_check or {}
+        who = "the segmenter" if check.get("model") == "resunet" else "the lesion detector"
+        out.append(f"Possible lesion: the classifier reports no tumour, but {who} outlines a region "
+                   f"with mean confidence {check.get('confidence', 0):.2f} covering "
+                   f"{100 * check.get('area_fraction', 0):.1f} % of the "
+                   f"{'slice' if check.get('model') == 'resunet' else 'head'}. Review the outlined region.")
+    elif not result.is_tumour and result.segmented and mask_area:
         limit = LARGE_MASK_MM2 if result.spacing_mm else LARGE_MASK_PX
         if mask_area >= limit:
             unit = "mm²" if result.spacing_mm else "px"
@@ -186,13 +204,30 @@ def _warnings(result: SliceResult, mask_area: float | None) -> list[str]:
     return out
 
 
+def _optional_acquisition(weights_dir: Path | None) -> AcquisitionModel | None:
+    """The sequence/plane recogniser when one is shipped (older weight folders have none)."""
+    from core.errors import ModelUnavailable
+    from core.registry import models_by
+
+    if not models_by("acquisition", "shipped", weights_dir):
+        return None
+    try:
+        return AcquisitionModel.load_shipped(weights_dir)
+    except ModelUnavailable:
+        return None
+
+
 class Analyzer:
     """Loaded models and the slice pipeline; build once per process (the app caches it)."""
 
-    def __init__(self, classifier: Classifier, segmenter: Segmenter, hash_index: HashIndex | None = None):
+    def __init__(self, classifier: Classifier, segmenter: Segmenter, hash_index: HashIndex | None = None,
+                 acquisition: AcquisitionModel | None = None, cross_check: CrossCheck | None = None):
         self.classifier = classifier
         self.segmenter = segmenter
         self.hash_index = hash_index
+        self.acquisition = acquisition
+        self.cross_check = cross_check
+        self.coverage = Coverage.from_card(getattr(classifier, "ensemble_card", None) or {})
         members = getattr(classifier, "members", None)
         self.explainer = EnsembleCam(members) if members else None
 
@@ -201,18 +236,29 @@ class Analyzer:
         """Load the shipped models and hash index; ``warm_up`` runs one dummy slice so the first real one is fast."""
         index_path = (weights_dir or config.WEIGHTS_DIR) / HASH_INDEX_FILE
         index = HashIndex.load(index_path) if index_path.is_file() else None
-        analyzer = cls(Classifier.load(weights_dir), Segmenter.load("resunet", weights_dir), index)
+        segmenter = Segmenter.load("resunet", weights_dir)
+        analyzer = cls(Classifier.load(weights_dir), segmenter, index, _optional_acquisition(weights_dir),
+                       CrossCheck.load(weights_dir, segmenter))
         if warm_up:
             dummy = np.zeros((64, 64), np.float32)
             dummy[16:48, 16:48] = 0.5
             analyzer.classifier.predict([dummy])
             analyzer.segmenter.probabilities(dummy)
+            if analyzer.acquisition is not None:
+                analyzer.acquisition.recognise(dummy)
+            if analyzer.cross_check is not None:
+                analyzer.cross_check.run(dummy)
             if analyzer.explainer is not None:
                 analyzer.explainer.explain(dummy, 0)
         return analyzer
 
     def model_versions(self) -> dict[str, str]:
-        return {**self.classifier.versions(), self.segmenter.name: self.segmenter.card["sha256"]}
+        out = {**self.classifier.versions(), self.segmenter.name: self.segmenter.card["sha256"]}
+        if self.acquisition is not None:
+            out[self.acquisition.name] = self.acquisition.sha256
+        if self.cross_check is not None:
+            out.update(self.cross_check.versions())
+        return out
 
     def model_runtimes(self) -> dict[str, str]:
         """``{model: "LiteRT" | "Keras"}``: what runs each network's inference (see core.runtime)."""
@@ -220,14 +266,37 @@ class Analyzer:
 
         runners = {m.name: m.runner for m in getattr(self.classifier, "members", [])}
         runners[self.segmenter.name] = getattr(self.segmenter, "runner", None)
+        if self.acquisition is not None:
+            runners[self.acquisition.name] = self.acquisition.runner
+        if self.cross_check is not None:
+            runners[self.cross_check.evidence_model.name] = self.cross_check.evidence_model.runner
         return {name: runtime_name(runner) for name, runner in runners.items()}
+
+    def explain(self, slice_: Slice, result: SliceResult) -> SliceResult:
+        """Fill ``result.gradcam`` (every member's map and their average) for its decision; returns ``result``.
+
+        Grad-CAM costs more than the rest of the analysis together, so the app asks for it only when
+        someone opens the explanation; a result that already has maps for its decision is left as it is.
+        """
+        if self.explainer is None or (result.gradcam and result.gradcam_class == result.decision):
+            return result
+        t0 = time.perf_counter()
+        explanation = self.explainer.explain(slice_.image, result.classes.index(result.decision))
+        result.gradcam, result.gradcam_layers = explanation.maps, explanation.layers
+        result.gradcam_class = result.decision
+        result.timings_ms["gradcam_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        return result
 
     def analyze(self, slice_: Slice, options: AnalysisOptions | None = None) -> SliceResult:
         """Classify ``slice_``; segment and measure when a tumour is found (or when asked)."""
         options = options or AnalysisOptions()
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        member_probs, ensemble = self.classifier.predict([slice_.image])
+        if hasattr(self.classifier, "predict_detailed"):
+            member_probs, ensemble, raw = self.classifier.predict_detailed([slice_.image])
+            uncalibrated = [round(float(p), 6) for p in raw[0]]
+        else:                                       # a stand-in classifier without the uncalibrated view
+            (member_probs, ensemble), uncalibrated = self.classifier.predict([slice_.image]), None
         timings["classify_ms"] = (time.perf_counter() - t0) * 1000
         classes = list(config.CLASS_NAMES)
         probs = ensemble[0]
@@ -243,25 +312,35 @@ class Analyzer:
             member_votes=votes, agreement=sum(v == decision for v in votes.values()) / len(votes),
             segmented=False, spacing_mm=spacing, spacing_source=spacing_source, features=None, warnings=[],
             model_versions=self.model_versions(), timings_ms=timings, model_runtimes=self.model_runtimes(),
-            uncalibrated_probabilities=_uncalibrated(self.classifier, member_probs),
+            uncalibrated_probabilities=uncalibrated,
             entropy=round(normalised_entropy(probs), 6), calibration=_calibration(self.classifier))
 
-        if options.gradcam and self.explainer is not None:
+        if self.acquisition is not None:
             t1 = time.perf_counter()
-            explanation = self.explainer.explain(slice_.image, classes.index(decision))
-            result.gradcam, result.gradcam_layers = explanation.maps, explanation.layers
-            result.gradcam_class = decision
-            timings["gradcam_ms"] = (time.perf_counter() - t1) * 1000
+            acquisition = self.acquisition.recognise(slice_.image)
+            result.acquisition = acquisition.to_json()
+            result.coverage_note = coverage_note(self.coverage, decision, acquisition)
+            timings["acquisition_ms"] = (time.perf_counter() - t1) * 1000
+        if options.gradcam:
+            self.explain(slice_, result)
         if options.lookup_training and self.hash_index is not None:
             t1 = time.perf_counter()
             result.training_match = self.hash_index.query(slice_.image)
             timings["lookup_ms"] = (time.perf_counter() - t1) * 1000
 
         mask_area = None
+        mask = prob = None
+        if not result.is_tumour and self.cross_check is not None:
+            t1 = time.perf_counter()
+            result.lesion_check, region, region_prob = self.cross_check.run(slice_.image)
+            timings["lesion_check_ms"] = (time.perf_counter() - t1) * 1000
+            if result.possible_lesion:
+                mask, prob = region, region_prob
         if result.is_tumour or options.segment_anyway:
             t1 = time.perf_counter()
             mask, prob = self.segmenter.segment(slice_.image, spacing, options.postprocessing)
             timings["segment_ms"] = (time.perf_counter() - t1) * 1000
+        if mask is not None:
             t2 = time.perf_counter()
             result.features = measure_mask(mask, spacing)
             timings["measure_ms"] = (time.perf_counter() - t2) * 1000
@@ -269,7 +348,8 @@ class Analyzer:
             if result.features:
                 mask_area = result.features.area_mm2 if spacing else result.features.area_px
         result.warnings = _warnings(result, mask_area)
-        result.caution = result.confidence < LOW_CONFIDENCE or result.entropy >= HIGH_ENTROPY or result.agreement < 1.0
+        result.caution = (result.confidence < LOW_CONFIDENCE or result.entropy >= HIGH_ENTROPY or result.agreement < 1.0
+                          or bool(result.coverage_note) or result.possible_lesion)
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         result.timings_ms = {k: round(v, 2) for k, v in timings.items()}
         return result

@@ -1,7 +1,8 @@
 """Exports of a slice analysis: mask/overlay PNG, features CSV, and the full report as PDF and JSON.
 
 :func:`build_report` gathers everything a reader needs into one :class:`Report` -- the input
-thumbnail, the calibrated decision with its entropy and the calibration facts, each member's vote,
+thumbnail, the calibrated decision with its entropy and the calibration facts, the recognised
+sequence and plane, the training-coverage note and the lesion cross-check, each member's vote,
 Grad-CAM maps, the segmentation overlay and mask, the measurements with their units, the
 warnings, the model names with their weight sha256, the app version and the time -- and
 :func:`report_pdf` (fpdf2) and :func:`report_json` render it.
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from core import config
+from core.findings import acquisition_block, lesion_block, outline_caption
 from core.io import Slice
 from core.morphology import feature_table
 from core.pipeline import SliceResult, mask_png
@@ -164,7 +166,7 @@ def build_report(slice_: Slice, result: SliceResult, *, synthetic: bool = False,
     if result.segmented and result.mask is not None:
         images["overlay"] = _small(overlay_mask(slice_.image, result.mask, overlay_style, overlay_opacity))
         images["mask"] = _small(np.where(result.mask, 255, 0).astype(np.uint8))
-        captions.update({"overlay": "Segmentation overlay", "mask": "Binary mask"})
+        captions.update({"overlay": outline_caption(result), "mask": "Binary mask"})
     units = {"file": "mm (pixel spacing from the file)", "user": "mm (pixel spacing entered by the user)",
              "unknown": "pixels (pixel spacing unknown)"}[result.spacing_source]
     data: dict[str, Any] = {
@@ -187,6 +189,9 @@ def build_report(slice_: Slice, result: SliceResult, *, synthetic: bool = False,
             "uncalibrated_probabilities": _by_class(classes, result.uncalibrated_probabilities),
             "calibration": result.calibration,
         },
+        "acquisition": acquisition_block(result),
+        "coverage_note": result.coverage_note,
+        "lesion_check": lesion_block(result),
         "members": [{"name": n, "vote": v, "vote_label": config.CLASS_LABELS[v],
                      "probabilities": _by_class(classes, result.member_probabilities[n])}
                     for n, v in result.member_votes.items()],
@@ -286,6 +291,39 @@ class _Pdf:
         return bytes(self.pdf.output())
 
 
+def _acquisition_text(acq: dict[str, Any] | None) -> str:
+    """The PDF line on the recognised sequence and plane."""
+    if not acq:
+        return "Not recognised (no sequence/plane model with these weights)."
+    unsure = "" if acq["confident"] else " - UNSURE"
+    return (f"{acq['label']} (sequence {acq['sequence_confidence']:.2f}, plane {acq['plane_confidence']:.2f})"
+            f"{unsure}; recognised by {acq['model']}")
+
+
+def _lesion_text(check: dict[str, Any] | None) -> str:
+    """The PDF line on the lesion cross-check of a "no tumour" decision."""
+    if not check:
+        return "Not run (a tumour was reported, or no cross-check rule ships with these weights)."
+    rule = check.get("rule") or {}
+    figures = (f"strongest region of {check['evidence_model']}: {check['figures']}; rule: confidence >= "
+               f"{_fmt(rule.get('min_confidence'))} and area >= {100 * (rule.get('min_area_fraction') or 0):.2g} %")
+    verdict = "POSSIBLE LESION - review the outlined region" if check.get("possible_lesion") else "no lesion flagged"
+    return f"{verdict} ({figures})"
+
+
+def _pdf_findings(pdf: _Pdf, d: dict[str, Any]) -> None:
+    """Sequence and plane, training coverage and lesion cross-check, just under the decision."""
+    pdf.table([["Sequence and plane", _acquisition_text(d.get("acquisition"))],
+               ["Lesion cross-check", _lesion_text(d.get("lesion_check"))]], (40, 150))
+    if d.get("coverage_note"):
+        pdf.text(f"Training coverage: {d['coverage_note']}", 9, "B", (180, 0, 0))
+    check = d.get("lesion_check") or {}
+    if check.get("possible_lesion"):
+        pdf.text(f"Possible lesion: the classifier reports no tumour, but {check['evidence_by']} outlines a confident "
+                 "region; the overlay, mask and measurements below show that region.", 9, "B", (180, 0, 0))
+    pdf.pdf.ln(1.5)
+
+
 def report_pdf(report: Report) -> bytes:
     """The report as a PDF (fpdf2 core fonts; every section of :func:`build_report`)."""
     d = report.data
@@ -318,7 +356,8 @@ def report_pdf(report: Report) -> bytes:
     colour = (180, 0, 0) if dec["caution"] else (0, 0, 0)
     pdf.text(f"{dec['label']}: calibrated probability {dec['probability']:.1%}; normalised entropy "
              f"{dec['normalised_entropy']:.2f}; members agreeing {dec['members_agreeing']:.0%}"
-             + ("  -  CAUTION: uncertain or split decision" if dec["caution"] else ""), 11, "B", colour)
+             + ("  -  CAUTION: treat as uncertain (see the warnings)" if dec["caution"] else ""), 11, "B", colour)
+    _pdf_findings(pdf, d)
     prob_rows = [["Class", "Calibrated probability", "Before calibration"]]
     for cls, p in dec["probabilities"].items():
         raw = (dec["uncalibrated_probabilities"] or {}).get(cls)

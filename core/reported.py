@@ -1,7 +1,6 @@
 """Figures *reported* by the source documents (not reproduced here), beside the project's own.
 
-These numbers are copied from the documents the project was asked to reproduce, as quoted in
-issue 4 ("Model comparison"); they were obtained on other splits, other preprocessing and (for
+These numbers are copied from the documents the project was asked to reproduce; they were obtained on other splits, other preprocessing and (for
 the backbones) usually ImageNet-pretrained weights, so they are context, not a benchmark we ran.
 Each entry names the model of this project that answers it (``ours``), and which of our metrics
 is the closest counterpart. Our values are read from the evaluation artifacts at display time.
@@ -51,7 +50,7 @@ REPORTED: tuple[Reported, ...] = (
     Reported("ensemble_thesis", "U-Net", "validation Dice", 0.672, "unet"),
     Reported("resnet50_unet_paper", "EfficientNetB0", "accuracy", 0.913, "efficientnetb0"),
     Reported("resnet50_unet_paper", "ResNet50V2", "accuracy", 0.935, None,
-             "not reproduced: issue 4 trains ResNet50 (`--model resnet50v2` is registered)"),
+             "not reproduced: this project trained ResNet50 (v1) instead"),
     Reported("resnet50_unet_paper", "InceptionV3", "accuracy", 0.921, "inceptionv3"),
     Reported("resnet50_unet_paper", "DenseNet121", "accuracy", 0.938, "densenet121"),
     Reported("unet3d_thesis", "3D U-Net", "Dice ET", 0.80, "unet2d_brats", "ours: 2D U-Net, 18 BraTS 2021 crops"),

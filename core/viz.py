@@ -1,16 +1,15 @@
-"""Overlays and plotly figures. Arrays in, RGB arrays or ``plotly.graph_objects.Figure`` out."""
+"""Overlays: greyscale slices and masks or heat-maps in, ``(H, W, 3)`` uint8 RGB arrays out."""
 from __future__ import annotations
-
-from typing import Sequence
 
 import cv2
 import numpy as np
-import plotly.graph_objects as go
 
 from core.preprocess import to_uint8
 
 GREEN = (0, 200, 0)
 RED = (230, 30, 30)
+#: The expert's outline drawn over a model's overlay.
+EXPERT_COLOUR = (255, 210, 0)
 CLASS_COLOURS = {"glioma": "#d62728", "meningioma": "#ff7f0e", "notumor": "#2ca02c", "pituitary": "#1f77b4"}
 
 
@@ -43,6 +42,15 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, style: str = "fill", opaci
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
+def draw_outline(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = EXPERT_COLOUR) -> np.ndarray:
+    """A copy of an ``(H, W, 3)`` uint8 image with the outline of ``mask`` drawn opaque in ``colour``."""
+    if mask.shape != rgb.shape[:2]:
+        raise ValueError(f"mask {mask.shape} and image {rgb.shape[:2]} differ in size")
+    out = np.array(rgb, dtype=np.uint8, copy=True)
+    out[contour_pixels(mask, max(1, round(min(mask.shape) / 200)))] = colour
+    return out
+
+
 def overlay_heatmap(image: np.ndarray, heat: np.ndarray, opacity: float = 0.45) -> np.ndarray:
     """Blend a [0, 1] heat-map (JET colours) over a greyscale slice; ``(H, W, 3)`` uint8."""
     heat8 = np.round(np.clip(heat, 0, 1) * 255).astype(np.uint8)
@@ -50,28 +58,3 @@ def overlay_heatmap(image: np.ndarray, heat: np.ndarray, opacity: float = 0.45) 
     base = grey_to_rgb(image).astype(np.float32)
     weight = float(np.clip(opacity, 0, 1)) * np.clip(heat, 0, 1)[..., None] ** 0.5
     return np.clip((1 - weight) * base + weight * colour, 0, 255).astype(np.uint8)
-
-
-def probability_bars(classes: Sequence[str], probs: Sequence[float], labels: dict[str, str],
-                     title: str = "Class probabilities") -> go.Figure:
-    """Horizontal bar chart of class probabilities (percent), the decision highlighted."""
-    best = int(np.argmax(probs))
-    fig = go.Figure(go.Bar(
-        x=[100 * p for p in probs], y=[labels[c] for c in classes], orientation="h",
-        marker_color=[CLASS_COLOURS.get(c, "#888") if i == best else "#b0b0b0" for i, c in enumerate(classes)],
-        text=[f"{100 * p:.1f} %" for p in probs], textposition="auto",
-        hovertemplate="%{y}: %{x:.2f} %<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="probability (%)", xaxis_range=[0, 100],
-                      yaxis=dict(autorange="reversed"), height=260, margin=dict(l=10, r=10, t=40, b=10))
-    return fig
-
-
-def member_heatmap(member_probs: dict[str, Sequence[float]], classes: Sequence[str], labels: dict[str, str]) -> go.Figure:
-    """Members × classes probability grid, for seeing how each model voted."""
-    names = list(member_probs)
-    z = np.array([member_probs[n] for n in names]) * 100
-    fig = go.Figure(go.Heatmap(z=z, x=[labels[c] for c in classes], y=names, colorscale="Blues", zmin=0, zmax=100,
-                               text=np.round(z, 1), texttemplate="%{text}", colorbar=dict(title="%")))
-    fig.update_layout(title="Each member's probabilities (%)", height=120 + 40 * len(names),
-                      margin=dict(l=10, r=10, t=40, b=10))
-    return fig

@@ -9,12 +9,16 @@ import streamlit as st
 
 from core.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch, truth_summary
 from core import config
+from core import examples as bundled_examples
+from core.acquisition import CONFIDENT
 from core.comparison_figures import confusion_figure
+from core.datasets import read_mask
 from core.io import SUPPORTED_EXTENSIONS
 from core.pipeline import AnalysisOptions
 from ui.heldout import choose_held_out_sample
 from ui.navigation import ensure_app_navigation
 from ui.resources import analyzer_or_error, sample_catalogue, sample_bytes
+from ui.state import forget_upload, kept, kept_upload
 
 ensure_app_navigation()
 
@@ -23,36 +27,69 @@ st.write("Upload many slices, or a .zip of them, and get one row per file: the c
          "the warnings and the main measurements. A file that cannot be read, or that the input guard refuses, "
          "is reported in its own row and the batch goes on.")
 
+UPLOAD = "Upload files"
+EXAMPLES = "The bundled real examples"
+SYNTHETIC = "The synthetic phantoms"
+HELD_OUT = "Held-out public images"
+SOURCES = [UPLOAD, EXAMPLES, HELD_OUT, SYNTHETIC]
+
+
+def example_items() -> tuple[list[tuple[str, bytes]], Callable[[], list[BatchItem]]]:
+    """The bundled real examples with their expert labels (and masks)."""
+    found = bundled_examples.bundled()
+    st.info(f"**{len(found)} real scans bundled with the app** (`sample_data/SOURCES.csv`), each with its expert "
+            "label: the table will show whether each decision matches it and, for figshare slices, the Dice "
+            "against the expert's outline.", icon=":material/radiology:")
+    files = [(e.file.rsplit("/", 1)[-1], (config.SAMPLE_DIR / e.file).read_bytes()) for e in found]
+    return files, lambda: [BatchItem(name, data, e.expert_label,
+                                     read_mask(config.SAMPLE_DIR / e.mask) if e.mask else None)
+                           for (name, data), e in zip(files, found)]
+
 
 def chosen_files() -> tuple[list[tuple[str, bytes]], Callable[[], list[BatchItem]] | None]:
-    """Uploaded or sample files to expand, or held-out files with a loader of their items carrying
-    the ground truth (expert masks are read only when the batch runs, not on every rerun)."""
-    source = st.radio("Input", ["Upload files", "The synthetic samples", "Held-out public images"],
-                      horizontal=True, key="bt_source")
-    if source == "The synthetic samples":
+    """Uploaded or bundled files to expand, or files with a loader of their items carrying the ground
+    truth (expert masks are read only when the batch runs, not on every rerun)."""
+    source = st.radio("Input", SOURCES, horizontal=True, key=kept("bt_source", UPLOAD, SOURCES))
+    if source == SYNTHETIC:
         names = [s["name"] for s in sample_catalogue() if s.get("kind") in {"slice", "volume"}]
         st.info("The project's synthetic phantoms (`python -m core.samples`), not patient scans.",
                 icon=":material/science:")
         return [(n, sample_bytes(n)) for n in names], None
-    if source == "Held-out public images":
+    if source == EXAMPLES:
+        return example_items()
+    if source == HELD_OUT:
         picked = choose_held_out_sample()
         return [(item.relative, data) for item, data in picked], lambda: [
             BatchItem(item.relative, data, item.label, item.expert_mask()) for item, data in picked]
-    uploads = st.file_uploader("Slices (PNG, JPEG, TIFF, BMP, DICOM, NIfTI) or .zip archives of them",
-                               type=[*SUPPORTED_EXTENSIONS, "zip"], accept_multiple_files=True, key="bt_upload")
-    return [(u.name, u.getvalue()) for u in uploads or []], None
+    files, remembered = kept_upload("bt_upload", lambda: st.file_uploader(
+        "Slices (PNG, JPEG, TIFF, BMP, DICOM, NIfTI) or .zip archives of them",
+        type=[*SUPPORTED_EXTENSIONS, "zip"], accept_multiple_files=True, key="bt_upload"))
+    if remembered:
+        left, right = st.columns([3, 1], vertical_alignment="center")
+        left.caption(f"Your last {len(files)} uploaded file(s), kept while you were away. Upload others to replace "
+                     "them.")
+        right.button("Forget them", key="bt_forget_upload", on_click=forget_upload, args=("bt_upload",))
+    return files or [], None
 
 
 def batch_options() -> tuple[AnalysisOptions, bool]:
     with st.sidebar:
         st.subheader("Batch settings")
-        anyway = st.checkbox("Segment even when no tumour is found", key="bt_anyway")
+        anyway = st.checkbox("Segment even when no tumour is found", key=kept("bt_anyway", False))
         typed = st.number_input("Pixel spacing for files that state none (mm, 0 = pixels)", min_value=0.0,
-                                max_value=10.0, value=0.0, step=0.05, format="%.3f", key="bt_spacing")
-        gradcam = st.checkbox("Compute Grad-CAM (slower)", key="bt_gradcam")
-        guard = st.checkbox("Refuse images that do not look like brain MRI", value=True, key="bt_guard")
+                                max_value=10.0, step=0.05, format="%.3f", key=kept("bt_spacing", 0.0))
+        gradcam = st.checkbox("Compute Grad-CAM (slower)", key=kept("bt_gradcam", False))
+        guard = st.checkbox("Refuse images that do not look like brain MRI", key=kept("bt_guard", True))
     spacing = (typed, typed) if typed > 0 else None
     return AnalysisOptions(segment_anyway=anyway, spacing_override_mm=spacing, gradcam=gradcam), guard
+
+
+def zip_bytes(stored: dict) -> bytes:
+    """The ZIP of a batch result, built once and kept with it (a download then never waits on a callable)."""
+    if "zip" not in stored:
+        with st.spinner("Preparing the ZIP of every result…"):
+            stored["zip"] = results_zip(stored["rows"])
+    return stored["zip"]
 
 
 files, truth_items = chosen_files()
@@ -66,8 +103,13 @@ digest = hashlib.sha256()
 for name, data in files:
     digest.update(name.encode())
     digest.update(hashlib.sha256(data).digest())
-batch_key = digest.hexdigest() + repr((options, use_guard))
+files_key = digest.hexdigest()
+settings_key = repr((options, use_guard))
 
+stored = st.session_state.get("batch")
+if stored and stored.get("files") != files_key:     # other files: drop the results that depended on the old ones
+    st.session_state.pop("batch", None)
+    stored = None
 if st.button("Run batch", type="primary", key="bt_go", disabled=not n_items and not problems):
     analyzer = analyzer_or_error()
     if analyzer is not None:
@@ -80,10 +122,12 @@ if st.button("Run batch", type="primary", key="bt_go", disabled=not n_items and 
 
         rows = problems + run_batch(items, analyzer, options, progress, use_guard)
         bar.progress(1.0, text=f"Done: {len(rows)} file(s).")
-        st.session_state["batch"] = {"key": batch_key, "rows": rows}
+        stored = {"files": files_key, "settings": settings_key, "rows": rows, "csv": results_csv(rows)}
+        st.session_state["batch"] = stored
 
-stored = st.session_state.get("batch")
-if stored and stored["key"] == batch_key:
+if stored:
+    if stored["settings"] != settings_key:
+        st.caption("The batch settings in the sidebar changed since these results: press **Run batch** to apply them.")
     rows = stored["rows"]
     counts = pd.Series([r.status for r in rows]).value_counts()
     c1, c2, c3 = st.columns(3)
@@ -106,9 +150,12 @@ if stored and stored["key"] == batch_key:
     st.dataframe(pd.DataFrame(results_table(rows)), hide_index=True, width="stretch",
                  column_config={"probability": st.column_config.ProgressColumn("probability", min_value=0.0,
                                                                                max_value=1.0, format="%.3f")})
-    d1, d2 = st.columns(2)
-    d1.download_button("Results (CSV)", results_csv(rows), "batch_results.csv", "text/csv", key="bt_csv")
-    d2.download_button("Everything (ZIP)", lambda: results_zip(rows), "batch_results.zip", "application/zip",
-                       key="bt_zip", on_click="ignore")
-elif stored:
-    st.caption("The files or settings changed: press **Run batch** again.")
+    st.caption(f"**sequence/plane**: the MRI sequence and plane recognised from each image, with the recogniser's "
+               f"confidence in each (unsure below {CONFIDENT:.2f}). **possible lesion**: for a slice the classifier "
+               "calls No tumour, whether the lesion cross-check still finds a confident region (its measurements are "
+               "then those of that region); empty where the check does not apply.")
+    with st.container(horizontal=True):
+        st.download_button("Results (CSV)", stored["csv"], "batch_results.csv", "text/csv", key="bt_csv",
+                           on_click="ignore")
+        st.download_button("Everything (ZIP)", zip_bytes(stored), "batch_results.zip", "application/zip",
+                           key="bt_zip", on_click="ignore")

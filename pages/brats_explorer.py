@@ -19,6 +19,7 @@ from core.volume import (MAX_CASE_BYTES, MODALITIES, MODALITY_NAMES, PLANES, Cas
                          prediction_nifti, read_case, read_case_folder, window_presets)
 from ui.handoff import BRATS_REQUEST, take
 from ui.navigation import ensure_app_navigation
+from ui.state import STORE, kept, remember
 
 ensure_app_navigation()
 
@@ -70,17 +71,19 @@ def choose_source() -> tuple[Any, Callable[[], Case], str] | None:
     """``(key, reader, kind)`` of the chosen case; ``None`` until there is something to read."""
     apply_request()
     options = ["sample"] + (["public"] if public_cases() else []) + ["upload"]
-    source = st.radio("Case", options, format_func=SOURCES.get, horizontal=True, key="bx_source")
+    source = st.radio("Case", options, format_func=SOURCES.get, horizontal=True,
+                      key=kept("bx_source", "sample", options))
     if source == "sample":
         samples = brats_samples()
         if not samples:
             st.warning("No synthetic BraTS sample found; regenerate it with `python -m core.samples`.")
             return None
         name = st.selectbox("Synthetic case", list(samples), format_func=lambda n: f"{n} — {samples[n]}",
-                            key="bx_sample")
+                            key=kept("bx_sample", next(iter(samples)), list(samples)))
         return ("sample", name), lambda: read_case_folder(config.SAMPLE_DIR / name), "synthetic"
     if source == "public":
-        name = st.selectbox("Case from the data folder", public_cases(), key="bx_public")
+        cases = public_cases()
+        name = st.selectbox("Case from the data folder", cases, key=kept("bx_public", cases[0], cases))
         return ("public", name), lambda: read_case_folder(config.data_dir() / "brats" / name), "public"
     return choose_upload()
 
@@ -93,22 +96,35 @@ def apply_request() -> None:
     if request.get("case") not in public_cases():
         st.warning(f"Case {request.get('case')} is not in the public data folder (`BTD_DATA_DIR`/brats).")
         return
-    st.session_state.update(bx_source="public", bx_public=request["case"])
+    remember("bx_source", "public")
+    remember("bx_public", request["case"])
     if request.get("segment"):
         st.session_state["bx_autosegment"] = request["case"]
 
 
 def choose_upload() -> tuple[Any, Callable[[], Case], str] | None:
-    mode = st.radio("Upload", ["Files or one .zip", "A folder"], horizontal=True, key="bx_upload_mode")
+    modes = ["Files or one .zip", "A folder"]
+    mode = st.radio("Upload", modes, horizontal=True, key=kept("bx_upload_mode", modes[0], modes))
     help_text = (f"The four modalities (+ optional label map) as .nii / .nii.gz, or one .zip; at most "
                  f"{UPLOAD_LIMIT_MB} MB per file and {MAX_CASE_BYTES / 2**20:.0f} MB per case. Names: BraTS 2021 "
                  "(<case>_flair, _t1, _t1ce, _t2, _seg), BraTS 2023 (<case>-t2f, -t1n, -t1c, -t2w, -seg) or "
                  "Decathlon (one 4D image + label map).")
     folder = mode == "A folder"
+    widget = "bx_upload_dir" if folder else "bx_upload"
+    fresh = widget not in st.session_state
     files = st.file_uploader("Case files", type=["nii", "gz", "zip"], help=help_text,
-                             accept_multiple_files="directory" if folder else True,
-                             key="bx_upload_dir" if folder else "bx_upload")
+                             accept_multiple_files="directory" if folder else True, key=widget)
+    had_files = st.session_state.pop(f"_had_files_{widget}", False)
+    if files:
+        st.session_state[f"_had_files_{widget}"] = True
     if not files:
+        stored = st.session_state.get("bx_case")
+        if had_files and not fresh:               # the user removed the files: forget that case
+            st.session_state.pop("bx_case", None)
+        elif stored is not None and stored["kind"] == "upload" and stored["case"] is not None:
+            st.caption(f"Your last uploaded case, **{stored['case'].case_id}**, kept while you were away; upload "
+                       "other files to replace it.")
+            return stored["key"], lambda: stored["case"], "upload"
         st.caption(help_text)
         return None
     key = ("upload", tuple((f.name, f.size, getattr(f, "file_id", "")) for f in files))
@@ -133,8 +149,12 @@ def load_case(key: Any, reader: Callable[[], Case], kind: str) -> dict | None:
     if stored["error"]:
         st.error(f"This case cannot be read. {stored['error']}")
         return None
-    if any(k not in st.session_state for k in ("bx_x", "bx_y", "bx_z")):  # e.g. back from another page
-        set_cursor(vv.tumour_cursor(stored["case"].labels, stored["case"].shape))
+    if any(k not in st.session_state for k in ("bx_x", "bx_y", "bx_z")):  # back from another page
+        last = st.session_state.get(STORE, {})
+        if all(k in last for k in ("bx_x", "bx_y", "bx_z")):
+            set_cursor((last["bx_x"], last["bx_y"], last["bx_z"]))
+        else:
+            set_cursor(vv.tumour_cursor(stored["case"].labels, stored["case"].shape))
     return stored
 
 
@@ -179,7 +199,7 @@ def pick_model() -> str:
     if len(names) < 2:
         return chosen_model()
     cards = registry.models_by("brats")
-    return st.radio("Model", names, horizontal=True, key="bx_model",
+    return st.radio("Model", names, horizontal=True, key=kept("bx_model", shipped_name(), names),
                     format_func=lambda n: f"{n} ({card_dims(cards[n])}D, {cards[n].get('role', 'comparison')})",
                     help="The shipped model is the one validation picked; the others are offered for comparison.")
 
@@ -208,7 +228,7 @@ def model_section(stored: dict) -> dict | None:
     st.success(f"Segmented {'×'.join(map(str, case.shape))} voxels in {pred['seconds']:.1f} s on the CPU "
                f"({pred['model']}, sha256 {pred['sha256'][:12]}…).", icon=":material/check_circle:")
     st.download_button("Prediction (NIfTI label map, input grid and affine)", pred["nifti"],
-                       f"{case.case_id}_pred_seg.nii.gz", "application/gzip", key="bx_dl_pred")
+                       f"{case.case_id}_pred_seg.nii.gz", "application/gzip", key="bx_dl_pred", on_click="ignore")
     return pred
 
 
@@ -249,46 +269,65 @@ def display_settings(stored: dict, maps: dict[str, Any]) -> dict[str, Any]:
     case: Case = stored["case"]
     with st.sidebar:
         st.subheader("Display")
-        modality = st.selectbox("Modality", MODALITIES, format_func=MODALITY_NAMES.get, key="bx_modality")
+        modality = st.selectbox("Modality", MODALITIES, format_func=MODALITY_NAMES.get,
+                                key=kept("bx_modality", MODALITIES[0], list(MODALITIES)))
         window = choose_window(stored, modality)
         shown = None
         if maps:
-            overlay = st.toggle("Label overlay", value=True, key="bx_overlay")
-            source = st.radio("Labels shown", list(maps), horizontal=True, key="bx_label_source")
+            overlay = st.toggle("Label overlay", key=kept("bx_overlay", True))
+            source = st.radio("Labels shown", list(maps), horizontal=True,
+                              key=kept("bx_label_source", next(iter(maps)), list(maps)))
             shown = maps[source] if overlay else None
         else:
             st.caption("This case has no label map: run the model to get one.")
-        contour = st.toggle("Contours only", key="bx_contour")
+        contour = st.toggle("Contours only", key=kept("bx_contour", False))
         with st.expander("Label colours and opacity"):
             colours, opacity = {}, {}
             for name in vv.LABELS:
                 left, right = st.columns([1, 2])
-                colours[name] = left.color_picker(name, vv.DEFAULT_COLOURS[name], key=f"bx_colour_{name}")
-                opacity[name] = right.slider(f"{name} opacity", 0.0, 1.0, vv.DEFAULT_OPACITY[name], 0.05,
-                                             key=f"bx_opacity_{name}", help=vv.PART_DESCRIPTIONS[name])
-        show_cursor = st.toggle("Cursor crosshair", value=True, key="bx_cursor")
+                colours[name] = left.color_picker(name, key=kept(f"bx_colour_{name}", vv.DEFAULT_COLOURS[name]))
+                opacity[name] = right.slider(f"{name} opacity", 0.0, 1.0, step=0.05,
+                                             key=kept(f"bx_opacity_{name}", vv.DEFAULT_OPACITY[name]),
+                                             help=vv.PART_DESCRIPTIONS[name])
+        show_cursor = st.toggle("Cursor crosshair", key=kept("bx_cursor", True))
     style = vv.OverlayStyle(colours=colours, opacity=opacity, contour=contour, visible=shown is not None)
     return {"volume": case.images[modality], "modality": modality, "window": window, "labels": shown,
-            "style": style, "cursor": show_cursor}
+            "source": source if shown is not None else None, "style": style, "cursor": show_cursor}
 
 
 def choose_window(stored: dict, modality: str) -> tuple[float, float]:
     presets = stored["windows"].get(modality)
     if presets is None:
         presets = stored["windows"][modality] = window_presets(stored["case"].images[modality])
-    name = st.radio("Window / level", list(WINDOWS), format_func=WINDOWS.get, horizontal=True, key="bx_window",
+    name = st.radio("Window / level", list(WINDOWS), format_func=WINDOWS.get, horizontal=True,
+                    key=kept("bx_window", "default", list(WINDOWS)),
                     help="Percentiles of the brain (non-zero) voxels, or a manual range.")
     if name != "manual":
         return presets[name]
     lo, hi = presets["full"]
     step = 1.0 if stored["case"].images[modality].dtype.kind in "ui" else (hi - lo) / 200
-    picked = st.slider("Manual window", float(lo), float(hi), (float(presets["default"][0]), float(presets["default"][1])),
-                       step=float(step), key=f"bx_window_manual_{modality}")
+    key = kept(f"bx_window_manual_{modality}", (float(presets["default"][0]), float(presets["default"][1])))
+    low, high = st.session_state[key]
+    if not (lo <= low <= hi and lo <= high <= hi):        # kept from another case with another range
+        remember(key, (float(presets["default"][0]), float(presets["default"][1])))
+    picked = st.slider("Manual window", float(lo), float(hi), step=float(step), key=key)
     lo, hi = float(picked[0]), float(picked[1])
     return lo, (hi if hi > lo else lo + 1.0)
 
 
 # ----------------------------------------------------------------------------- views
+def show_legend(style: vv.OverlayStyle, which: str) -> None:
+    """The label colours as they are drawn now (the sidebar may change them), and which labels are shown."""
+    swatches = " ".join(
+        f'<span style="white-space:nowrap"><span style="display:inline-block;width:0.9em;height:0.9em;'
+        f'background:{style.colours.get(name, vv.DEFAULT_COLOURS[name])};border:1px solid #888;border-radius:2px;'
+        f'vertical-align:-0.1em"></span> <b>{name}</b> {vv.LEGEND_NAMES[name]}</span>'
+        for name in vv.LABELS)
+    mode = "outlines" if style.contour else "filled"
+    st.markdown(f'<div data-testid="bx-legend">{swatches} <span style="opacity:0.75">· {which} · {mode}</span></div>',
+                unsafe_allow_html=True)
+
+
 def jump_to_tumour(labels: Any, shape: tuple[int, int, int]) -> None:
     set_cursor(vv.tumour_cursor(labels, shape))
 
@@ -297,13 +336,15 @@ def slice_views(case: Case, settings: dict[str, Any], maps: dict[str, Any]) -> t
     """Three planes side by side, each with its slider; returns the shared cursor (x, y, z)."""
     st.subheader("Slices")
     target = settings["labels"] if settings["labels"] is not None else next(iter(maps.values()), None)
-    with st.container(horizontal=True):
+    with st.container(horizontal=True, vertical_alignment="center"):
         st.button("Jump to the largest tumour slice", key="bx_jump", disabled=target is None,
                   on_click=jump_to_tumour, args=(target, case.shape), icon=":material/my_location:")
         st.button("Centre", key="bx_centre", on_click=set_cursor, args=(vv.default_cursor(case.shape),))
+        show_legend(settings["style"], settings["source"] or "No labels shown")
     columns = st.columns(3)
     for col, (plane, key, title) in zip(columns, VIEWS):  # all sliders first: they set the shared cursor
-        col.slider(f"{title} slice", 0, case.shape[PLANES[plane]] - 1, key=key)
+        depth = case.shape[PLANES[plane]]
+        col.slider(f"{title} slice", 0, depth - 1, key=kept(key, st.session_state.get(key, depth // 2), range(depth)))
     cursor = (st.session_state["bx_x"], st.session_state["bx_y"], st.session_state["bx_z"])
     for col, (plane, _, title) in zip(columns, VIEWS):
         image = vv.render_view(settings["volume"], settings["labels"], plane, cursor, settings["window"],
@@ -318,8 +359,10 @@ def side_by_side(case: Case, settings: dict[str, Any], maps: dict[str, Any], cur
     if len(maps) < 2:
         return
     st.subheader("Expert vs model")
-    plane = st.segmented_control("Plane", list(PLANES)[::-1], default="axial", key="bx_compare_plane") or "axial"
+    planes = list(PLANES)[::-1]
+    plane = st.segmented_control("Plane", planes, key=kept("bx_compare_plane", "axial", planes)) or "axial"
     style = vv.OverlayStyle(settings["style"].colours, settings["style"].opacity, settings["style"].contour, True)
+    show_legend(style, "Expert (left) and model (right)")
     for col, (name, labels) in zip(st.columns(2), maps.items()):
         image = vv.render_view(settings["volume"], labels, plane, cursor, settings["window"], style,
                                case.spacing_mm, show_cursor=settings["cursor"])
@@ -339,30 +382,38 @@ def measurements(stored: dict, pred: dict | None) -> None:
         stored["rows"] = vv.volume_rows(case.labels, None, case.spacing_mm)
     rows = pred["rows"] if pred else stored["rows"]
     table = pd.DataFrame(rows).dropna(axis=1, how="all")
+    notes = vv.empty_cell_notes(rows, comparison, has_truth=case.labels is not None)
+    if any(notes):
+        table["note"] = notes
     fmt = {c: st.column_config.NumberColumn(label, format="%.3f" if c == "dice" else "%.2f")
            for c, label in COLUMN_LABELS.items() if c in table.columns}
-    st.dataframe(table, hide_index=True, width="stretch", column_config=fmt)
+    fmt.update(part=st.column_config.TextColumn("Part"), meaning=st.column_config.TextColumn("Meaning"),
+               note=st.column_config.TextColumn("Why a cell shows —", width="medium"))
+    st.dataframe(table, hide_index=True, width="stretch", column_config=fmt, placeholder="—",
+                 height=35 * (len(table) + 1) + 3)
     st.caption(f"Volume = voxel count × {case.voxel_volume_mm3:.3g} mm³ (voxel size from the file). "
-                 "WT = NCR + ED + ET, TC = NCR + ET." + (" Dice and HD95 (mm) compare the model with the expert; "
-                                                         "a region absent from both counts as Dice 1." if comparison else ""))
-    for row in vv.agreement_rows(comparison or {}):
-        if row["note"]:
-            st.caption(f"{row['region']}: {row['note']}.")
+               "WT = NCR + ED + ET, TC = NCR + ET." + (" Dice and HD95 (mm) compare the model with the expert for "
+                                                       "the regions WT, TC and ET; a region absent from both counts as "
+                                                       "Dice 1 and has no HD95." if comparison else "")
+               + (" — marks a cell with nothing to show; the last column says why." if any(notes) else ""))
     st.plotly_chart(vv.volumes_figure(rows), width="stretch", key="bx_volumes_chart")
-    st.download_button("Volumes (CSV)", vv.rows_csv(rows), f"{case.case_id}_volumes.csv", "text/csv", key="bx_dl_volumes")
+    st.download_button("Volumes (CSV)", vv.rows_csv(rows), f"{case.case_id}_volumes.csv", "text/csv",
+                       key="bx_dl_volumes", on_click="ignore")
 
 
 def view_3d(stored: dict, maps: dict[str, Any], colours: dict[str, str]) -> None:
     case: Case = stored["case"]
     st.subheader("3D view")
-    if not st.toggle("Show the 3D view", key="bx_3d", help="Surfaces from marching cubes, decimated to draw quickly."):
+    if not st.toggle("Show the 3D view", key=kept("bx_3d", False),
+                     help="Surfaces from marching cubes, decimated to draw quickly."):
         return
     if not maps:
         st.info("No label map to draw: run the model or upload a label map.")
     cols = st.columns(3)
-    source = cols[0].radio("Labels", list(maps), horizontal=True, key="bx_3d_source") if maps else None
-    parts = cols[1].multiselect("Sub-regions", list(vv.LABELS), default=["ED", "NCR", "ET"], key="bx_3d_parts")
-    brain = cols[2].checkbox("Translucent brain surface", value=True, key="bx_3d_brain")
+    source = cols[0].radio("Labels", list(maps), horizontal=True,
+                           key=kept("bx_3d_source", next(iter(maps)), list(maps))) if maps else None
+    parts = cols[1].multiselect("Sub-regions", list(vv.LABELS), key=kept("bx_3d_parts", ["ED", "NCR", "ET"]))
+    brain = cols[2].checkbox("Translucent brain surface", key=kept("bx_3d_brain", True))
     key = (stored["key"], source, tuple(parts), brain, tuple(sorted(colours.items())))
     cached = st.session_state.get("bx_surfaces")
     if cached is None or cached["key"] != key:

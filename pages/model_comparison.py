@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import comparison, config
+from core import comparison, config, external_view
 from core import comparison_figures as figs
-from core.comparison import ARTIFACTS_COMMAND, SPLITS, ArtifactMissing
+from core.comparison import ARTIFACTS_COMMAND, SPLITS, ArtifactMissing, display_name
 from core.reported import SOURCES, reported_table
 from ui.handoff import BRATS_REQUEST, hand_over
 from ui.heldout import no_data_help, offer_analysis
 from ui.navigation import ensure_app_navigation
+from ui.state import kept
 
 ensure_app_navigation()
 
@@ -23,11 +24,11 @@ SCATTER_X = {"CPU ms/image": "CPU latency per image (ms)", "params": "parameters
 
 st.title("Compare models")
 st.write("Why this ensemble, why ResUNet, and how sure are these numbers? Every model below was trained "
-         "**from scratch** by this project's own training commands with one recipe — the keras.applications "
-         "backbones (Xception, InceptionV3, ResNet50, VGG19, DenseNet121, EfficientNetB0) with `weights=None`, "
-         "no ImageNet pretraining — and scored on the same test data, with bootstrap 95 % confidence intervals.")
-st.caption(f"This page only reads evaluation artifacts written by `{ARTIFACTS_COMMAND}`; "
-           "nothing is trained or evaluated when it loads.")
+         "**from scratch** by this project with one recipe — the well-known architectures (Xception, InceptionV3, "
+         "ResNet50, VGG19) included, without ImageNet pretraining — and scored on the same test images, with 95 % "
+         "confidence intervals.")
+st.caption("The numbers come from the project's saved evaluation results; nothing is trained or evaluated when "
+           "this page opens. Each tab's *Reproduce* section lists the commands that produce them.")
 
 
 # ----------------------------------------------------------------------------- artifacts (cached)
@@ -94,10 +95,11 @@ n_official = next((m["metrics"]["official"]["n"] for m in MODELS.values()
                    if m["task"] == "classification" and m.get("metrics")), None)
 split_names = {"official": f"Official Testing split (n={n_official or '—'})",
                "dedup": f"De-duplicated (n={dedup.get('n_clean', '—')})"}
-split = st.radio("Classification test split", list(SPLITS), format_func=split_names.get, horizontal=True, key="mc_split",
+split = st.radio("Classification test split", list(SPLITS), format_func=split_names.get, horizontal=True,
+                 key=kept("mc_split", next(iter(SPLITS)), list(SPLITS)),
                  help="The official Testing split holds exact and near-duplicate copies of Training images. The "
                       "de-duplicated split keeps only test images with no near-duplicate in Training or elsewhere in "
-                      "Testing (`python -m core.dedup split`).")
+                      "Testing.")
 if split == "dedup" and dedup:
     st.caption(f"De-duplicated: {dedup['n_clean']} of {dedup['n_test']} test images kept; {dedup['n_dup_of_train']} "
                f"duplicate a training image, {dedup['n_dup_within_test']} another test image.")
@@ -115,28 +117,92 @@ COLUMNS.update({"params": st.column_config.NumberColumn(format="%d"), "n": st.co
                    for runtime in ("CPU", "LiteRT") for unit in ("image", "slice")}})
 
 
-def show_pending(task: str) -> None:
-    """Models of ``task`` without numbers yet, each with the exact command that produces them."""
-    runs = [r for r in comparison.pending_runs(summary) if r["task"] == task]
-    if not runs:
+COLUMNS.update({"params (M)": st.column_config.NumberColumn("params (M)", format="%.2f"),
+                "95 % CI": st.column_config.TextColumn("95 % CI"),
+                "Model": st.column_config.TextColumn("Model", width="medium"),
+                "Role": st.column_config.TextColumn("Role")})
+for _unit in ("image", "slice", "pass"):
+    COLUMNS[f"LiteRT ms/{_unit}"] = st.column_config.NumberColumn(
+        "ms (app)", format="%.1f", help=f"CPU time per {_unit} as the app runs the model (LiteRT), for the models it ships.")
+    COLUMNS[f"CPU ms/{_unit}"] = st.column_config.NumberColumn(
+        "ms (Keras)", format="%.1f", help=f"CPU time per {_unit}, every model run the same way (Keras).")
+
+
+def trained(names) -> list[str]:
+    return [n for n in names if MODELS.get(n, {}).get("status") not in ("awaiting_gpu", "awaiting_training")]
+
+
+def ci_text(low, high, digits: int = 3) -> str | None:
+    if low is None or high is None or (isinstance(low, float) and np.isnan(low)):
+        return None
+    return f"{low:.{digits}f}–{high:.{digits}f}"
+
+
+def for_people(table: pd.DataFrame, ci: tuple[str, str] | None = None) -> pd.DataFrame:
+    """A comparison table of trained models with a display name, a plain role, the CI as one column
+    and parameters in millions; the raw columns stay (the key columns are picked by ``column_order``)."""
+    if table.empty:
+        return table
+    shown = table[table["model"].isin(trained(table["model"]))].copy()
+    shown.insert(1, "Model", [display_name(n, MODELS.get(n)) for n in shown["model"]])
+    if "group" in shown:
+        shown.insert(2, "Role", ["in app" if g == "shipped" else "compared" for g in shown["group"]])
+    if ci is not None and ci[0] in shown:
+        shown["95 % CI"] = [ci_text(lo, hi) for lo, hi in zip(shown[ci[0]], shown[ci[1]])]
+    if "params" in shown:
+        shown["params (M)"] = shown["params"] / 1e6
+    return shown
+
+
+def show_table(table: pd.DataFrame, key: str, columns: list[str]) -> None:
+    """The key ``columns`` of a table (they fit a 1280 px screen), and every column in an expander."""
+    if table.empty:
+        st.info("No model has results here yet.")
         return
-    st.markdown("**Runs waiting** — these models have no evaluation artifacts yet:")
-    if any(MODELS[r["name"]]["status"] == "awaiting_gpu" for r in runs):
-        st.caption("Training these keras.applications backbones from scratch needs a GPU (`scripts/gpu_train.sh` "
-                   "queues them on one); their weights are too large to ship, so the runs write to "
-                   f"`{comparison.GPU_RUNS}/` and only their artifacts, logs and cards are committed. Their parameters "
-                   "and CPU latency above are measured on the untrained architecture (same compute). No smaller "
-                   "stand-in and no run stopped after its first epoch is shown under their names.")
-    for run in runs:
-        st.markdown(f"- **{run['label']}** (`{run['name']}`): {run['status']}")
-        st.code("\n".join(run["commands"]), language="bash")
+    order = [c for c in ["Model", "Role", *columns] if c in table.columns]
+    height = 35 * (len(table) + 1) + 3
+    st.dataframe(table, hide_index=True, column_config=COLUMNS, column_order=order, placeholder="—", key=key,
+                 height=height)
+    with st.expander("Every column"):
+        rest = [c for c in table.columns if c not in ("model", "description", "group", "status")]
+        st.dataframe(table, hide_index=True, column_config=COLUMNS, column_order=rest, placeholder="—",
+                     key=f"{key}_all", height=height)
+
+
+def not_trained(task: str) -> None:
+    """One sentence on the models of ``task`` that have no results, and why."""
+    waiting = [n for n, m in MODELS.items() if m["task"] == task and m["status"] in ("awaiting_gpu", "awaiting_training")]
+    if not waiting:
+        return
+    names = " and ".join(display_name(n, MODELS[n]) for n in waiting)
+    gpu = all(MODELS[n]["status"] == "awaiting_gpu" for n in waiting)
+    why = ("training them from scratch needs a GPU (5 to 17 hours each on this project's 2-core CPU) and the GPU "
+           "time available went to the models above" if gpu else "they have not been trained yet")
+    st.markdown(f"**Not trained:** {names} — {why}.")
+
+
+def reproduce(task: str, extra: list[tuple[str, str]] = ()) -> None:
+    """The commands behind a tab's numbers, for those who want to rerun them."""
+    with st.expander("Reproduce", icon=":material/terminal:"):
+        st.caption("Every number on this page is written by one command (it needs the public datasets, "
+                   "`BTD_DATA_DIR`):")
+        st.code(ARTIFACTS_COMMAND, language="bash")
+        for text, command in extra:
+            st.caption(text)
+            st.code(command, language="bash")
+        names = [n for n, m in MODELS.items() if m["task"] == task]
+        lines = [f"# {display_name(n, MODELS[n])}\n{MODELS[n]['training_command']}" for n in names
+                 if MODELS[n].get("training_command")]
+        if lines:
+            st.caption("Training commands (the models not trained yet included):")
+            st.code("\n".join(lines), language="bash")
 
 
 def show_curves(name: str) -> None:
     entry = MODELS[name]
     log = log_of(entry)
     if log is not None:
-        st.plotly_chart(figs.curves_figure(log, f"Training curves of {name} (per-epoch log of the evaluated weights)"),
+        st.plotly_chart(figs.curves_figure(log, f"Training curves of {display_name(name, entry)}"),
                         key=f"mc_curves_{name}")
         return
     members = entry.get("members") or []
@@ -144,81 +210,92 @@ def show_curves(name: str) -> None:
     logs = {m: lg for m, lg in logs.items() if lg is not None}
     column = "val_accuracy" if entry["task"] == "classification" else "val_dice"
     if logs:
-        st.caption(f"{name} is fitted in one step on its members' validation predictions; its members' curves:")
-        st.plotly_chart(figs.overlay_curves_figure(logs, column, f"Members of {name}: {column} per epoch"),
+        st.caption(f"{display_name(name, entry)} is fitted in one step on its members' validation predictions; "
+                   "its members' curves:")
+        st.plotly_chart(figs.overlay_curves_figure({display_name(m, MODELS.get(m)): lg for m, lg in logs.items()},
+                                                   column, f"Members: {column} per epoch"),
                         key=f"mc_curves_{name}")
     else:
-        st.info(f"No per-epoch training log for {name} among the artifacts: it is copied from the training run's "
-                f"CSV when `{ARTIFACTS_COMMAND}` evaluates the model.")
+        st.info(f"No per-epoch training log was saved for {display_name(name, entry)}.")
 
 
 def show_tradeoff(table: pd.DataFrame, score: str, key: str) -> None:
-    x = st.radio("Horizontal axis", list(SCATTER_X), format_func=SCATTER_X.get, horizontal=True, key=key)
-    if table.dropna(subset=[x, score]).empty:
+    axes = list(SCATTER_X)
+    x = st.radio("Horizontal axis", axes, format_func=SCATTER_X.get, horizontal=True, key=kept(key, axes[0], axes))
+    if table.empty or table.dropna(subset=[x, score]).empty:
         st.info("No evaluated model has both numbers yet.")
         return
-    st.plotly_chart(figs.tradeoff_figure(table, x, score, f"{score} against {SCATTER_X[x]}"), key=f"{key}_chart")
-    st.caption(f"CPU latency: median of warm runs, batch 1, one preprocessed image, every model run by Keras, measured "
-               f"by `python -m core.bench --models all` on {(summary.get('latency_machine') or {}).get('cpu_count', '?')} "
-               "CPU cores while other jobs may run; untrained architectures are timed for models not trained yet. "
-               "LiteRT ms: the same call on the LiteRT exports the app runs (shipped models only; int8 "
-               "weights where they were measured faster, with the same held-out accuracy and Dice; "
-               "see `python -m core.export_runtime`).")
+    st.plotly_chart(figs.tradeoff_figure(table, x, score, f"{score} against {SCATTER_X[x]}", names="Model",
+                                         x_title=SCATTER_X[x]), key=f"{key}_chart")
+    cores = (summary.get("latency_machine") or {}).get("cpu_count", "?")
+    st.caption(f"Circles: models in the app; diamonds: comparison models. CPU latency: typical time for one image "
+               f"on {cores} CPU cores, every model run the same way (Keras); LiteRT: the faster runtime the app "
+               "itself uses, for the models it ships (smaller int8 weights where that was faster, with the same "
+               "accuracy and Dice).")
 
 
-tabs = st.tabs(["Classification", "Segmentation", "BraTS", "Reported vs ours", "Calibration", "Error browser"])
+tabs = st.tabs(["Classification", "Segmentation", "BraTS", "Reported vs ours", "Calibration", "Other sources",
+                "Error browser"])
 
 # ----------------------------------------------------------------------------- classification
 with tabs[0]:
     st.subheader(f"Classifiers — {SPLITS[split]}")
-    table = comparison.classification_table(summary, split)
-    st.dataframe(table, hide_index=True, column_config=COLUMNS, key="mc_cls_table")
-    st.caption("accuracy CI: bootstrap 95 % percentile interval (1000 resamples of the test images). "
-               "ECE: expected calibration error, 15 equal-width confidence bins. val accuracy: the training "
-               "run's own validation split (ensemble: out-of-fold).")
-    show_pending("classification")
-    names = evaluated("classification")
+    table = for_people(comparison.classification_table(summary, split), ("acc CI low", "acc CI high"))
+    show_table(table, "mc_cls_table", ["accuracy", "95 % CI", "macro F1", "ECE", "params (M)", "LiteRT ms/image",
+                                       "CPU ms/image"])
+    st.caption("Role: *in app* — the models the app runs; *compared* — trained for this comparison only. Accuracy on "
+               "the test images, with its 95 % confidence interval (bootstrap: 1000 resamples of the test images). "
+               "ECE: calibration error — how far the stated probabilities are from the observed accuracy (0 = "
+               "perfectly calibrated). ms: CPU time per image. File sizes and the other figures: *Every column*.")
+    not_trained("classification")
+    names = trained(evaluated("classification"))
     if names:
-        default = names.index("stacking_ensemble") if "stacking_ensemble" in names else 0
-        chosen = st.selectbox("Model to inspect", names, index=default, key="mc_cls_model",
-                              format_func=lambda n: f"{n} — {MODELS[n]['label']}")
+        default = "stacking_ensemble" if "stacking_ensemble" in names else names[0]
+        chosen = st.selectbox("Model to inspect", names, key=kept("mc_cls_model", default, names),
+                              format_func=lambda n: display_name(n, MODELS[n]))
         detail = detail_of(FOLDER, MODELS[chosen])
         if detail is not None and split in detail["splits"]:
             part = detail["splits"][split]
             left, right = st.columns(2)
             with left:
                 st.plotly_chart(figs.confusion_figure(part["confusion_matrix"], CLASSES, LABELS,
-                                                      f"Confusion matrix, {chosen} (n={part['n']})"),
+                                                      f"Confusion matrix (n={part['n']})"),
                                 key="mc_cm_chart")
             with right:
-                st.plotly_chart(figs.roc_figure(part["roc"], LABELS, f"One-vs-rest ROC, {chosen}"), key="mc_roc_chart")
-            per_class = pd.DataFrame([{"class": c, **v} for c, v in part["per_class"].items()])
+                st.plotly_chart(figs.roc_figure(part["roc"], LABELS, "One-vs-rest ROC"), key="mc_roc_chart")
+            per_class = pd.DataFrame([{"class": LABELS.get(c, c), **v} for c, v in part["per_class"].items()])
             st.dataframe(per_class, hide_index=True, key="mc_cls_per_class",
                          column_config={k: NUM4 for k in ("precision", "recall", "f1")})
         show_curves(chosen)
     show_tradeoff(table, "accuracy", "mc_cls_scatter_x")
+    reproduce("classification", [("CPU latency of every model:", "python -m core.bench --models all"),
+                                 ("The de-duplicated test split:",
+                                  "python -m core.dedup split --out weights/eval/dedup_testing.json")])
 
 # ----------------------------------------------------------------------------- segmentation
 with tabs[1]:
     st.subheader("Tumour segmenters — held-out patients (figshare fold 4)")
-    seg = comparison.segmentation_table(summary)
-    st.dataframe(seg, hide_index=True, column_config=COLUMNS, key="mc_seg_table")
-    st.caption(f"Patient-wise split: fold 4 is never trained on or used for model selection. HD95 in mm at "
-               f"{summary.get('segmentation_spacing_mm', 0.98)} mm per pixel (mean over images where both masks "
-               "are non-empty). Dice CI: bootstrap over patients, so slices of one patient move together. "
-               "The de-duplication toggle concerns the classification test only. Epochs marked * were cut by "
-               "the wall-time budget (on the 2-core CPU or the GPU lease; the learning rate annealed within it); models trained "
-               "for fewer epochs than their rivals are not beaten on merit alone, so compare the training curves too.")
+    seg = for_people(comparison.segmentation_table(summary), ("Dice CI low", "Dice CI high"))
+    show_table(seg, "mc_seg_table", ["mean Dice", "95 % CI", "HD95 mm", "mean IoU", "epochs", "params (M)",
+                                     "LiteRT ms/image", "CPU ms/image"])
+    st.caption(f"Patient-wise split: the fold-4 patients were never used for training or for choosing a model. "
+               f"Dice: overlap with the expert's outline (1 = identical); its 95 % CI resamples whole patients. HD95: "
+               f"the 95th-percentile distance between the outlines, in mm at {summary.get('segmentation_spacing_mm', 0.98)} "
+               "mm per pixel. Epochs marked * ended at the training time limit; a model trained for fewer epochs "
+               "than its rivals is not beaten on merit alone, so compare the training curves too.")
     per_class = comparison.segmentation_class_table(summary)
     if not per_class.empty:
         st.markdown("**Per tumour class**")
-        st.dataframe(per_class, hide_index=True, column_config=COLUMNS, key="mc_seg_class_table")
-    show_pending("segmentation")
+        per_class = for_people(per_class, ("Dice CI low", "Dice CI high"))
+        show_table(per_class, "mc_seg_class_table", ["tumour class", "mean Dice", "95 % CI", "HD95 mm", "n"])
+    not_trained("segmentation")
     seg_names = [n for n, m in MODELS.items() if m["task"] == "segmentation" and (m["status"] == "evaluated" or m.get("log"))]
     if seg_names:
-        chosen_seg = st.selectbox("Training curves of", seg_names, key="mc_seg_model")
+        chosen_seg = st.selectbox("Training curves of", seg_names, key=kept("mc_seg_model", seg_names[0], seg_names),
+                                  format_func=lambda n: display_name(n, MODELS[n]))
         show_curves(chosen_seg)
     show_tradeoff(seg, "mean Dice", "mc_seg_scatter_x")
+    reproduce("segmentation")
 
 # ----------------------------------------------------------------------------- BraTS
 def show_brats_cases() -> None:
@@ -226,14 +303,17 @@ def show_brats_cases() -> None:
     names = evaluated("brats")
     if not names:
         return
-    name = st.selectbox("Per case", names, key="mc_brats_model") if len(names) > 1 else names[0]
+    name = st.selectbox("Per case", names, key=kept("mc_brats_model", names[0], names),
+                        format_func=lambda n: display_name(n, MODELS[n])) if len(names) > 1 else names[0]
     detail = detail_of(FOLDER, MODELS[name]) or {}
     cases = comparison.brats_case_table(detail)
     if cases.empty:
         return
-    st.markdown(f"**{name}, case by case**")
-    st.dataframe(cases, hide_index=True, key="mc_brats_cases",
+    st.markdown(f"**{display_name(name, MODELS[name])}, case by case**")
+    st.dataframe(cases, hide_index=True, key="mc_brats_cases", placeholder="—",
                  column_config={c: NUM4 for c in cases.columns if "Dice" in c})
+    st.caption("— : HD95 is not defined where a region is absent from the expert's labels or the model's (a region "
+               "absent from both counts as Dice 1).")
     root = config.data_dir()
     present = [c for c in cases["case"] if root is not None and (root / "brats" / c).is_dir()]
     if not present:
@@ -248,23 +328,44 @@ def show_brats_cases() -> None:
 
 with tabs[2]:
     st.subheader("BraTS sub-regions — unseen cases")
-    brats = comparison.brats_table(summary)
-    st.dataframe(brats, hide_index=True, column_config={c: NUM4 for c in brats.columns if "Dice" in c}, key="mc_brats_table")
-    st.caption("Regions: WT = labels {1, 2, 4}, TC = {1, 4}, ET = {4}; a region empty in both truth and prediction "
-               "counts as Dice 1.0. Cases used for training or validation are skipped. CPU ms/pass: one pass of "
-               "the network on its *network input* — a whole axial slice for a 2D model, one sliding window for a "
-               "3D one; a full 240×240×155 case is timed by `python -m core.bench_volume --model NAME`.")
+    brats = for_people(comparison.brats_table(summary))
+    dice_columns = [c for c in brats.columns if c.endswith("Dice")]
+    COLUMNS.update({c: st.column_config.NumberColumn(c, format="%.3f") for c in dice_columns})
+    COLUMNS.update({c: st.column_config.NumberColumn(c, format="%.1f") for c in brats.columns if c.endswith("HD95 mm")})
+    show_table(brats, "mc_brats_table", [*dice_columns, "ET HD95 mm", "cases", "params (M)", "CPU ms/pass"])
+    st.caption("Regions: WT (whole tumour) = labels {1, 2, 4}, TC (tumour core) = {1, 4}, ET (enhancing tumour) = "
+               "{4}; a region empty in both the expert's labels and the model's counts as Dice 1.0. Cases used for "
+               "training or validation are left out. ms (Keras): one pass of the network — a whole axial slice "
+               "for the 2D model, one 96³ window for the 3D one.")
     show_brats_cases()
-    show_pending("brats")
+    not_trained("brats")
+    reproduce("brats", [("A full 240×240×155 case on the CPU:", "python -m core.bench_volume --model unet3d_brats")])
 
 # ----------------------------------------------------------------------------- reported vs ours
 with tabs[3]:
     st.subheader("Reported in the source documents — not reproduced")
-    st.warning("The **reported** column is copied from the source documents (as quoted in issue 4). Those figures come "
-               "from other splits, other preprocessing and mostly ImageNet-pretrained backbones, and were not re-run "
-               "here. Our columns are this project's artifacts: validation figures from the training run (the same "
-               "kind of metric) and test figures on the split chosen above.", icon=":material/menu_book:")
-    st.dataframe(reported_table(summary, split), hide_index=True, column_config=COLUMNS, key="mc_reported_table")
+    st.warning("The **reported** column is copied from the source documents this project set out to reproduce. "
+               "Those figures come from other splits, other preprocessing and mostly ImageNet-pretrained networks, "
+               "and were not re-run here. The **ours** columns are this project's results: the test figure on the "
+               "split chosen above and, where the source reports a validation figure, ours of the same kind.",
+               icon=":material/menu_book:")
+    reported = reported_table(summary, split)
+    reported["our model (name)"] = [display_name(n, MODELS.get(n)) if n != "—" else "—" for n in reported["our model"]]
+    reported["ours, 95 % CI"] = [ci_text(lo, hi) for lo, hi in zip(reported["ours CI low"], reported["ours CI high"])]
+    reported["note"] = [note or ("not trained here: it needs a GPU" if "GPU" in status else "")
+                        for note, status in zip(reported["note"], reported["our status"])]
+    order = ["model (source)", "reported metric", "reported", "ours, test", "ours, 95 % CI",
+             "ours, same metric (validation)", "our model (name)", "our test metric", "note", "source"]
+    st.dataframe(reported, hide_index=True, placeholder="—", key="mc_reported_table", column_order=order,
+                 height=35 * (len(reported) + 1) + 3,
+                 column_config={**COLUMNS, "model (source)": st.column_config.TextColumn("model (source)"),
+                                "ours, same metric (validation)": st.column_config.NumberColumn(
+                                    "ours, validation", format="%.4f",
+                                    help="Our figure of the same kind as the reported one (from the training run's "
+                                         "validation data)."),
+                                "our test metric": st.column_config.TextColumn("our test metric", width="medium"),
+                                "note": st.column_config.TextColumn("note", width="medium"),
+                                "source": st.column_config.TextColumn("source", width="medium")})
     st.caption("Sources: " + "; ".join(f"**{s.title}** ({s.data})" for s in SOURCES.values()) + ".")
 
 # ----------------------------------------------------------------------------- calibration
@@ -272,7 +373,7 @@ with tabs[4]:
     st.subheader("Calibration of the shipped ensemble")
     ens = MODELS.get("stacking_ensemble")
     if not ens or ens["status"] != "evaluated":
-        st.info(f"The shipped ensemble has no evaluation artifact yet: run `{ARTIFACTS_COMMAND}`.")
+        st.info("The ensemble in the app has no calibration results yet.")
     else:
         detail = detail_of(FOLDER, ens)
         cal = (detail or {}).get("calibration", {}).get(split)
@@ -284,10 +385,93 @@ with tabs[4]:
             c3.metric("Temperature", f"{temperature:.4f}")
             st.plotly_chart(figs.reliability_figure(cal["before"]["reliability"], cal["after"]["reliability"],
                                                     cal["before"]["ece"], cal["after"]["ece"],
-                                                    f"Reliability diagram, stacking_ensemble, {SPLITS[split]}"),
+                                                    f"Reliability diagram, {display_name('stacking_ensemble')}, "
+                                                    f"{SPLITS[split]}"),
                             key="mc_reliability_chart")
             st.caption("The temperature was fitted on out-of-fold validation predictions (never on a test split). "
                        "Points below the diagonal are over-confident bins; 15 equal-width bins of the top probability.")
+
+# ----------------------------------------------------------------------------- other sources
+@st.cache_data(show_spinner=False)
+def read_external(folder: str, split: str, mtime: float) -> dict | None:
+    return external_view.load(Path(folder), split)
+
+
+def shipped_versions() -> dict[str, str]:
+    """``{model: sha256}`` of the weights shipped now (empty when the manifest cannot be read)."""
+    from core.registry import load_manifest
+
+    try:
+        return {name: card.get("sha256", "") for name, card in load_manifest().get("models", {}).items()}
+    except (OSError, ValueError):
+        return {}
+
+
+def external_split() -> str | None:
+    """Which benchmark to show: a choice when both the held-out and the validation patients were scored."""
+    splits = external_view.available(FOLDER)
+    if len(splits) < 2:
+        return splits[0] if splits else None
+    return st.radio("Patients", splits, format_func=external_view.SPLIT_LABELS.get, horizontal=True,
+                    key="mc_ext_split", help="Held-out patients were never used to train or tune any model. "
+                                             "Validation patients were used to choose models and the cross-check "
+                                             "rule, so their figures are expected to look better.")
+
+
+def show_external_crosscheck(report: dict) -> None:
+    """What the lesion cross-check adds on these slices: misses it flags, and the false alarms it raises."""
+    table = external_view.crosscheck_table(report)
+    if table.empty:
+        return
+    totals = external_view.crosscheck_totals(report)
+    st.markdown("**Lesion cross-check** — when the classifier says *No tumour*, the app looks again for a lesion: "
+                f"{external_view.rule_text(report.get('crosscheck_rule'))}.")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Tumour slices missed by the classifier", totals["missed"])
+    c2.metric("Of them flagged as possible lesions", totals["rescued"])
+    c3.metric("False alarms on tumour-free slices", f"{totals['false_alarms']} of {totals['tumour_free']}")
+    st.dataframe(table, hide_index=True, key="mc_ext_crosscheck")
+
+
+def show_external() -> None:
+    st.subheader("Other sources — external benchmark")
+    st.write("How the shipped ensemble does on slices from other public collections — other scanners, sequences "
+             "and, for some, planes — of patients no model was trained on. Each row is one source and sequence. "
+             "Any tumour class counts as *tumour*: **sensitivity** is the share of tumour slices called tumour, "
+             "**specificity** the share of tumour-free slices called tumour-free.")
+    split = external_split()
+    report = read_external(str(FOLDER), split, _mtime(FOLDER / external_view.FILES[split])) if split else None
+    if report is None:
+        st.info("Results on other sources are not available for these models yet.", icon=":material/info:")
+        return
+    st.caption(f"{report.get('n', '—')} slices of {report.get('patients', '—')} "
+               f"{external_view.SPLIT_LABELS.get(split, split)}.")
+    show = st.warning if external_view.below_target(report) else st.info
+    show(external_view.worst_sentence(report), icon=":material/trending_down:")
+    st.dataframe(external_view.cells_table(report), hide_index=True, key="mc_ext_table")
+    st.caption("In brackets: 95 % confidence intervals, resampling whole patients. Glioma accuracy: share of glioma "
+               "slices called glioma. AUC: how well the probability of a tumour separates tumour from tumour-free "
+               "slices (1 = perfectly). ECE: calibration error of the decided class's probability (0 = calibrated). "
+               "— : not measurable in that cell (for example, no tumour-free slices).")
+    rows = external_view.chart_rows(report)
+    if not rows.empty:
+        st.plotly_chart(figs.external_figure(rows, external_view.TARGET,
+                                             f"Sensitivity and specificity by source and sequence "
+                                             f"({external_view.SPLIT_LABELS.get(split, split)})"),
+                        key="mc_ext_chart")
+    show_external_crosscheck(report)
+    members = external_view.members_table(report)
+    if not members.empty:
+        st.markdown("**Each member of the ensemble, at its weakest**")
+        st.dataframe(members, hide_index=True, key="mc_ext_members")
+    stale = external_view.stale_models(report, shipped_versions())
+    if stale:
+        st.caption(f"Measured on an earlier version of {', '.join(stale)}; the shipped weights have changed since.")
+
+
+with tabs[5]:
+    show_external()
+
 
 # ----------------------------------------------------------------------------- error browser
 def show_image_grid(items: list[tuple[Path, str]], columns: int = 4) -> None:
@@ -310,7 +494,8 @@ def classification_errors() -> None:
         st.info(f"No evaluated classifier: run `{ARTIFACTS_COMMAND}`.")
         return
     default = names.index("stacking_ensemble") if "stacking_ensemble" in names else 0
-    name = st.selectbox("Model", names, index=default, key="mc_err_model")
+    name = st.selectbox("Model", names, index=default, key="mc_err_model",
+                        format_func=lambda n: display_name(n, MODELS[n]))
     entry = MODELS[name]
     preds = predictions_of(FOLDER, entry)
     if preds is None:
@@ -326,7 +511,7 @@ def classification_errors() -> None:
                               key="mc_err_pred")
     cell = comparison.confusion_cell(preds, true_class, pred_class, split)
     st.markdown(f"**{len(cell)} test images** ({SPLITS[split]}) of true class *{LABELS[true_class]}* predicted as "
-                f"*{LABELS[pred_class]}* by {name}.")
+                f"*{LABELS[pred_class]}* by {display_name(name, entry)}.")
     if cell.empty:
         return
     shown = cell[["path"] + [f"p_{c}" for c in CLASSES]]
@@ -352,7 +537,7 @@ def segmentation_errors() -> None:
     if not names:
         st.info(f"No evaluated segmenter: run `{ARTIFACTS_COMMAND}`.")
         return
-    name = st.selectbox("Segmenter", names, key="mc_err_seg_model")
+    name = st.selectbox("Segmenter", names, key="mc_err_seg_model", format_func=lambda n: display_name(n, MODELS[n]))
     entry = MODELS[name]
     cases = predictions_of(FOLDER, entry)
     if cases is None:
@@ -387,11 +572,11 @@ def segmentation_errors() -> None:
         left, right = st.columns(2)
         left.image(overlay_mask(image, truth, "fill", 0.45), caption=f"truth · {row.image} ({row.label})")
         right.image(overlay_mask(image, pred, "fill", 0.45, colour=(230, 30, 30)),
-                    caption=f"{name} prediction · Dice {row.dice:.3f}")
+                    caption=f"{display_name(name, entry)} · Dice {row.dice:.3f}")
     offer_analysis(dataset, list(rows["image"]), "mc_err_seg_open")
 
 
-with tabs[5]:
+with tabs[6]:
     st.subheader("Error browser")
     st.caption("Pick a confusion-matrix cell (classifiers) or a Dice band (segmenters) to see those test images. "
                "Predictions come from the artifacts; images are read from the public data folder when present.")

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No background model load in AppTests (ui/resources.py): pages that need no model must not pay for one.
+os.environ.setdefault("BTD_PRELOAD", "0")
 
 from core import config  # noqa: E402
 

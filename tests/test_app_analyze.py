@@ -1,5 +1,6 @@
-"""AppTest of the Analyse page: sample → results (votes, calibration, entropy, Grad-CAM) → downloads,
-bad uploads and non-MRI images → specific messages, caution and training-set flags."""
+"""AppTest of the Analyse page: a bundled real example (the default) or a synthetic phantom → results (votes,
+calibration, entropy, Grad-CAM, expert label and outline) → downloads; settings and results that survive a
+new file and a page switch; bad uploads and non-MRI images → specific messages, caution and training-set flags."""
 from __future__ import annotations
 
 import io
@@ -31,6 +32,15 @@ def upload(at: AppTest, name: str, content: bytes) -> AppTest:
     return at
 
 
+def synthetic(at: AppTest, name: str | None = None) -> AppTest:
+    """Switch the input to the synthetic phantoms (and pick ``name``)."""
+    at.radio(key="an_source").set_value("Synthetic phantom").run()
+    if name is not None:
+        at.selectbox(key="an_sample").set_value(name).run()
+    assert not at.exception, at.exception
+    return at
+
+
 def sample_names() -> list[str]:
     manifest = json.loads((config.SAMPLE_DIR / "manifest.json").read_text())
     return [f["name"] for f in manifest["files"] if f["kind"] in {"slice", "volume"}]
@@ -42,9 +52,17 @@ def png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_page_renders_with_synthetic_sample_labelled():
+def test_page_opens_on_a_real_example_and_phantoms_are_labelled_synthetic():
+    from core.examples import bundled
+
     at = page()
     assert at.title[0].value == "Analyse a slice"
+    assert at.radio(key="an_source").value == "Real example"
+    first = bundled()[0]
+    assert at.selectbox(key="an_example").value == first.file
+    assert any(i.value.startswith("**Real scan**") and "CC BY 4.0" in i.value for i in at.info)
+    assert at.button(key="an_go").disabled is False
+    synthetic(at)
     assert any("Synthetic phantom" in i.value for i in at.info)
     assert at.button(key="an_go").disabled is False
 
@@ -52,7 +70,7 @@ def test_page_renders_with_synthetic_sample_labelled():
 def test_sample_to_results_and_downloads():
     at = page()
     glioma = next(o for o in sample_names() if "glioma" in o)
-    at.selectbox(key="an_sample").set_value(glioma).run()
+    synthetic(at, glioma)
     at.checkbox(key="an_anyway").check().run()
     at.button(key="an_go").click().run()
     assert not at.exception, at.exception
@@ -62,7 +80,7 @@ def test_sample_to_results_and_downloads():
     assert decision in {"Glioma", "Meningioma", "Pituitary", "No tumour"}
     # member table: four members, the ensemble before calibration, the calibrated ensemble
     table = at.dataframe[0].value
-    assert len(table) == 6 and table["member"].iloc[-1] == "stacking ensemble"
+    assert len(table) == 6 and table["member"].iloc[-1] == "ensemble"
     assert table["member"].iloc[-2] == "ensemble before calibration"
     assert any("calibrated" in c.value and "Expected calibration error" in c.value for c in at.caption)
     keys = {b.key for b in at.get("download_button")}
@@ -115,7 +133,7 @@ def test_volume_asks_for_a_plane_and_slice():
     volume = next((o for o in sample_names() if ".nii" in o), None)
     if volume is None:
         pytest.skip("no NIfTI volume among the samples")
-    at.selectbox(key="an_sample").set_value(volume).run()
+    synthetic(at, volume)
     assert at.radio(key="an_plane").value == "Axial"
     assert at.slider(key="an_index_2") is not None
     assert not at.error
@@ -141,17 +159,56 @@ def analysed(at: AppTest) -> AppTest:
     return at
 
 
-def test_gradcam_beside_segmentation_with_its_own_opacity():
+def test_gradcam_beside_segmentation_with_its_own_opacity_once_asked_for():
     at = analysed(page())
     result = at.session_state["analysis"]["result"]
+    assert result.gradcam is None, "Grad-CAM is computed only when someone asks for it"
+    assert at.toggle(key="an_show_cam").value is False
+    assert json.loads(at.session_state["an_files"]["json"])["gradcam"] is None
+    at.toggle(key="an_show_cam").set_value(True).run()
+    assert not at.exception, at.exception
+    assert at.session_state["analysis"]["result"] is result
     assert set(result.gradcam) == {"average", *result.member_votes}
     maps = at.selectbox(key="an_cam_map")
     assert maps.value == "average" and set(maps.options) >= {"average of the members", "resnet_compact"}
     assert at.slider(key="an_cam_opacity").value == 0.5
-    at.slider(key="an_cam_opacity").set_value(0.9).run()
+    assert json.loads(at.session_state["an_files"]["json"])["gradcam"]["class"] == result.decision
+    cams = result.gradcam
+    at.slider(key="an_opacity").set_value(0.9).run()
     at.selectbox(key="an_cam_map").set_value("densenet_compact").run()
     assert not at.exception, at.exception
     assert at.session_state["analysis"]["result"] is result, "changing the heat-map must not rerun the models"
+    assert result.gradcam is cams, "the maps are kept with the result, not recomputed"
+
+
+def test_gradcam_is_not_computed_until_the_toggle_is_on_and_then_only_once(monkeypatch):
+    """Stand-in models; ``explain`` counts its calls and fills flat maps."""
+    import ui.resources
+    from stand_ins import flagging_analyzer
+
+    analyzer = flagging_analyzer()
+    calls = []
+
+    def explain(slice_, result):
+        calls.append(result.name)
+        result.gradcam = {"average": np.zeros(result.shape, np.float32), "m1": np.zeros(result.shape, np.float32)}
+        result.gradcam_class = result.decision
+        return result
+
+    monkeypatch.setattr(analyzer, "explain", explain)
+    monkeypatch.setattr(ui.resources, "analyzer_or_error", lambda: analyzer)
+    at = page()
+    at.button(key="an_go").click().run()
+    assert not at.exception, at.exception
+    assert calls == [] and at.session_state["analysis"]["result"].gradcam is None
+    assert not any(e.label == "Grad-CAM of every member" for e in at.expander)
+    at.toggle(key="an_show_cam").set_value(True).run()
+    assert not at.exception, at.exception
+    assert len(calls) == 1 and at.selectbox(key="an_cam_map").value == "average"
+    at.slider(key="an_cam_opacity").set_value(0.7).run()
+    at.button(key="an_go").click().run()                       # the same input again: a new result, explained anew
+    assert not at.exception, at.exception
+    assert len(calls) == 2, "a result's maps are computed once; the toggle stays on for the next result"
 
 
 def test_document_is_refused_with_a_specific_message_and_can_be_overridden():
@@ -211,7 +268,7 @@ def test_split_votes_give_a_visible_caution(monkeypatch):
 def test_dicom_identifiers_are_opt_in_for_the_report():
     at = page()
     dicom = next(o for o in sample_names() if o.endswith(".dcm"))
-    at.selectbox(key="an_sample").set_value(dicom).run()
+    synthetic(at, dicom)
     assert any("patient-identifying DICOM fields" in c.value for c in at.caption)
     at.button(key="an_go").click().run()
     assert not at.exception, at.exception
@@ -226,3 +283,159 @@ def test_training_image_is_flagged(data_root):
     at.button(key="an_go").click().run()
     assert not at.exception, at.exception
     assert any("This image was used to train the model" in w.value for w in at.warning)
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [img.caption for element in at.get("image") for img in element.proto.imgs]
+
+
+def stand_in_page(monkeypatch, **kwargs) -> tuple[AppTest, object]:
+    """The page analysing the default sample with the stand-ins of ``tests/stand_ins.py`` (no model loaded)."""
+    import ui.resources
+    from stand_ins import flagging_analyzer
+
+    analyzer = flagging_analyzer(**kwargs)
+    monkeypatch.setattr(ui.resources, "analyzer_or_error", lambda: analyzer)
+    at = page()
+    at.button(key="an_go").click().run()
+    assert not at.exception, at.exception
+    return at, at.session_state["analysis"]["result"]
+
+
+def test_possible_lesion_recognised_sequence_and_coverage_are_shown(monkeypatch):
+    at, result = stand_in_page(monkeypatch)
+    assert result.possible_lesion and result.coverage_note
+    assert next(m.value for m in at.metric if m.label == "Decision") == "No tumour"
+    assert any(m.value == "**Sequence and plane (recognised):** axial FLAIR — sequence 0.97, plane 0.99"
+               for m in at.markdown)
+    warnings = [w.value for w in at.warning]
+    assert sum(result.coverage_note in w for w in warnings) == 1, "the coverage note is shown once, by the decision"
+    assert any(w.startswith("**Outside familiar training data.**") for w in warnings)
+    area = 100 * result.lesion_check["area_fraction"]
+    assert (f"**Possible lesion — the classifier reports no tumour; the lesion detector outlines this region "
+            f"(mean confidence 0.95, {area:.1f} % of the head).**") in warnings
+    assert sum(w.startswith("**Possible lesion") for w in warnings) == 2      # by the decision, and by the outline
+    assert not any(w.startswith("Possible lesion:") for w in warnings)         # not repeated in the generic list
+    assert not any("so the slice was not segmented" in i.value for i in at.info)
+    assert "Possible lesion outline (lesion detector)" in image_captions(at) and "Binary mask" in image_captions(at)
+    assert any("Measurements of the possible lesion's outline" in c.value for c in at.caption)
+    caution = next(w for w in warnings if w.startswith("**Caution"))
+    assert "possible lesion" in caution and "training data" in caution
+    at.checkbox(key="an_anyway").check().run()
+    at.button(key="an_go").click().run()
+    assert not at.exception, at.exception
+    assert any(w.value.endswith("The outline shown is the tumour segmenter's, as asked.") for w in at.warning)
+    assert "Segmentation overlay" in image_captions(at)
+
+
+def test_unsure_sequence_and_unflagged_crosscheck(monkeypatch):
+    from stand_ins import STRICT, acquisition
+
+    at, result = stand_in_page(monkeypatch, rule=STRICT, recognised=acquisition(0.41, 0.93))
+    assert not result.possible_lesion and not result.segmented
+    assert any(m.value == "**Sequence and plane (recognised):** unsure — best guess axial FLAIR "
+                          "(sequence 0.41, plane 0.93)" for m in at.markdown)
+    assert any("could not be recognised with confidence" in w.value for w in at.warning)
+    assert not any(w.value.startswith("**Possible lesion") for w in at.warning)
+    assert any(i.value.startswith("No tumour found, and the lesion detector found no region large and "
+                                  "confident enough to flag (its strongest: mean confidence 0.95, 3.9 % of the head)")
+               for i in at.info)
+    assert not any(c.startswith("Possible lesion outline") for c in image_captions(at))
+
+
+def test_real_models_show_the_recognised_sequence_and_plane():
+    from core.errors import ModelUnavailable
+    from core.registry import model_card
+
+    try:
+        model_card("sequence_plane")
+    except ModelUnavailable:
+        pytest.skip("these weights ship no sequence/plane model")
+    at = page()
+    at.button(key="an_go").click().run()
+    assert not at.exception, at.exception
+    recognised = at.session_state["analysis"]["result"].acquisition
+    assert recognised is not None
+    line = next(m.value for m in at.markdown if m.value.startswith("**Sequence and plane (recognised):**"))
+    assert recognised["label"] in line
+    assert f"sequence {recognised['sequence_confidence']:.2f}, plane {recognised['plane_confidence']:.2f}" in line
+    assert ("unsure" in line) != recognised["confident"]
+
+
+def test_possible_lesion_from_the_segmenters_region(monkeypatch):
+    at, result = stand_in_page(monkeypatch, model="resunet")
+    assert result.possible_lesion
+    area = 100 * result.lesion_check["area_fraction"]
+    assert any(w.value == f"**Possible lesion — the classifier reports no tumour; the segmenter outlines this region "
+                          f"(mean confidence 1.00, {area:.1f} % of the slice).**" for w in at.warning)
+    assert "Possible lesion outline (segmenter)" in image_captions(at)
+
+
+# ----------------------------------------------------------------------------- real examples, state, downloads
+
+def test_real_example_shows_the_expert_label_beside_the_decision_and_the_expert_outline(monkeypatch):
+    """With stand-in models (no network loaded): the decision, the expert label beside it (and whether they
+    agree), and the expert's outline drawn over the overlay when its box is ticked."""
+    at, result = stand_in_page(monkeypatch)
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["Decision"].value == "No tumour" and metrics["Expert label"].value == "Glioma"
+    labels = [m.label for m in at.metric]
+    assert labels.index("Expert label") == labels.index("Decision") + 1          # beside the decision
+    assert at.checkbox(key="an_expert").value is False
+    at.checkbox(key="an_expert").check().run()
+    assert not at.exception, at.exception
+    assert any(c.endswith("yellow line: expert outline") for c in image_captions(at))
+
+
+def test_settings_and_result_survive_a_page_switch_and_a_new_file_clears_only_the_result(monkeypatch):
+    import ui.resources
+    from stand_ins import flagging_analyzer
+
+    analyzer = flagging_analyzer()
+    monkeypatch.setattr(ui.resources, "analyzer_or_error", lambda: analyzer)
+    first_file, second_file = (config.SAMPLE_DIR / n for n in ("synthetic_glioma_axial.png",
+                                                               "synthetic_pituitary_sagittal.png"))
+    at = upload(page(), "first.png", first_file.read_bytes())
+    at.checkbox(key="an_anyway").check().run()
+    at.number_input(key="an_spacing").set_value(0.5).run()
+    at.radio(key="an_style").set_value("Red contour").run()
+    at.button(key="an_go").click().run()
+    assert not at.exception, at.exception
+    first = at.session_state["analysis"]["result"]
+    at.switch_page("pages/batch.py").run()
+    at.switch_page("pages/analyze.py").run()
+    assert not at.exception, at.exception
+    assert at.radio(key="an_source").value == "Upload a file"
+    assert at.checkbox(key="an_anyway").value is True and at.number_input(key="an_spacing").value == 0.5
+    assert at.radio(key="an_style").value == "Red contour"
+    assert any("Your last upload, **first.png**" in c.value for c in at.caption), "the upload is kept"
+    assert at.session_state["analysis"]["result"] is first and any(m.label == "Decision" for m in at.metric)
+    at.file_uploader(key="an_upload").upload("second.png", second_file.read_bytes()).run()
+    assert not at.exception, at.exception
+    assert "analysis" not in at.session_state and not any(m.label == "Decision" for m in at.metric)
+    assert not any("press **Analyse**" in c.value for c in at.caption), "no stale caption on a fresh upload"
+    assert at.checkbox(key="an_anyway").value is True and at.number_input(key="an_spacing").value == 0.5
+    at.button(key="an_go").click().run()
+    at.checkbox(key="an_anyway").uncheck().run()
+    assert any("settings in the sidebar changed" in c.value for c in at.caption)
+
+
+def test_downloads_are_prepared_bytes_kept_per_result(monkeypatch):
+    at, result = stand_in_page(monkeypatch)
+    files = at.session_state["an_files"]
+    assert files["pdf"].startswith(b"%PDF") and json.loads(files["json"])["decision"]["class"] == result.decision
+    assert files["mask"].startswith(b"\x89PNG") and files["overlay"].startswith(b"\x89PNG")
+    assert b"Centroid" in files["csv"]
+    at.slider(key="an_opacity").set_value(0.9).run()                      # a display change rebuilds them once
+    assert at.session_state["an_files"] is not files and at.session_state["analysis"]["result"] is result
+    again = at.session_state["an_files"]
+    at.slider(key="an_opacity").set_value(0.9).run()
+    assert at.session_state["an_files"] is again
+
+
+def test_colour_refusal_says_it_once():
+    photo = np.zeros((96, 96, 3), np.uint8)
+    photo[..., 0] = 200
+    at = upload(page(), "red.png", png(photo))
+    message = next(e.value for e in at.error if "colour" in e.value)
+    assert message.lower().count("colour image") == 1, message

@@ -196,6 +196,11 @@ def test_upload_without_label_map(no_model):
     assert any("No label map yet" in i.value for i in at.info)
     at.toggle(key="bx_3d").set_value(True).run()                     # brain surface only
     assert not at.exception, at.exception
+    at.switch_page("pages/analyze.py").run()                          # the uploaded case stays
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert at.radio(key="bx_source").value == "upload" and len(images(at)) == 3
+    assert any("Your last uploaded case" in c.value for c in at.caption)
 
 
 def bad_cases():
@@ -262,6 +267,13 @@ def test_segment_with_model_compare_and_download(stand_in_weights):
     assert len(images(at)) == 5                                         # 3 planes + expert and model
     vols = table(at)
     assert {"expert_cm3", "model_cm3", "dice", "hd95_mm"} <= set(vols.columns)
+    notes = dict(zip(vols["part"], vols["note"]))           # every empty cell says why (never "None")
+    assert notes["NCR"] == notes["ED"] == vv.EMPTY_CELLS["label"]
+    for region in ("WT", "TC", "ET"):
+        if vols.set_index("part").loc[region, "hd95_mm"] != vols.set_index("part").loc[region, "hd95_mm"]:   # NaN
+            assert notes[region] in (vv.EMPTY_CELLS["both_empty"], vv.EMPTY_CELLS["one_empty"])
+    legends = [m.value for m in at.markdown if 'data-testid="bx-legend"' in m.value]
+    assert len(legends) == 2 and "Expert (left) and model (right)" in legends[1]      # beside both views
     at.radio(key="bx_label_source").set_value("Model").run()
     at.toggle(key="bx_3d").set_value(True).run()
     at.radio(key="bx_3d_source").set_value("Model").run()
@@ -352,3 +364,22 @@ def test_comparison_page_opens_a_scored_case_segmented_in_the_explorer(data_root
     assert at.radio(key="bx_source").value == "public" and at.selectbox(key="bx_public").value == case
     assert any("Segmented" in s.value for s in at.success)                  # segmented on arrival
     assert at.session_state["bx_pred"]["comparison"] is not None             # against the expert labels
+
+
+def test_colour_legend_follows_the_colours_and_settings_survive_a_page_switch(no_model):
+    at = page()
+    legend = next(m.value for m in at.markdown if 'data-testid="bx-legend"' in m.value)
+    for name, colour in vv.DEFAULT_COLOURS.items():
+        assert f"background:{colour}" in legend and f"<b>{name}</b>" in legend
+    assert "Expert" in legend and "filled" in legend
+    at.color_picker(key="bx_colour_ET").pick("#0000ff").run()
+    at.toggle(key="bx_contour").set_value(True).run()
+    at.slider(key="bx_z").set_value(5).run()
+    legend = next(m.value for m in at.markdown if 'data-testid="bx-legend"' in m.value)
+    assert "background:#0000ff" in legend and "outlines" in legend
+    assert "note" not in table(at).columns                       # nothing empty, nothing to explain
+    at.switch_page("pages/analyze.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert at.color_picker(key="bx_colour_ET").value == "#0000ff" and at.toggle(key="bx_contour").value is True
+    assert cursor(at)[2] == 5

@@ -48,20 +48,41 @@ def summary() -> dict:
 
 
 def test_page_renders_every_model_of_the_comparison(summary):
+    """Every trained model has a row under its display name; the models not trained are named in one
+    sentence that says why; commands live in the Reproduce expanders; no issue, waiting run or raw
+    model id is mentioned in the page's text."""
     at = page()
     assert at.title[0].value == "Compare models"
     assert any("from scratch" in m.value for m in at.markdown)
-    shown = set(frame(at, "model", "accuracy")["model"]) | set(frame(at, "model", "mean Dice")["model"]) \
-        | set(frame(at, "model", "cases")["model"])
-    assert set(comparison.all_model_names()) <= shown
+    tables = [frame(at, "model", "accuracy"), frame(at, "model", "mean Dice"), frame(at, "model", "cases")]
+    shown = set().union(*(set(t["model"]) for t in tables))
+    untrained = {n for n, e in summary["models"].items() if e["status"] in ("awaiting_gpu", "awaiting_training")}
+    assert set(comparison.all_model_names()) - untrained <= shown and not (untrained & shown)
+    for table in tables:
+        assert list(table["Model"]) == [comparison.display_name(n) for n in table["model"]]
     codes = "\n".join(c.value for c in at.code)
-    for name, entry in summary["models"].items():
-        if entry["status"] in ("awaiting_gpu", "awaiting_training"):
-            assert entry["training_command"] in codes, name
-    gpu = [e for e in summary["models"].values() if e["status"] == "awaiting_gpu"]
-    if gpu:
-        assert any("awaiting a GPU training run" in m.value for m in at.markdown)
+    assert comparison.ARTIFACTS_COMMAND in codes
+    for name in untrained:
+        assert summary["models"][name]["training_command"] in codes, name
+    if untrained:
+        sentence = next(m.value for m in at.markdown if m.value.startswith("**Not trained:**"))
+        assert all(comparison.display_name(n) in sentence for n in untrained) and "GPU" in sentence
+    text = "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [w.value for w in at.warning]
+                     + [i.value for i in at.info])
+    assert "issue" not in text.lower() and "awaiting" not in text.lower() and "waiting" not in text.lower()
+    assert "python -m" not in text, "commands belong in the Reproduce expanders"
     assert len(at.get("plotly_chart")) >= 4
+
+
+def test_trade_off_plot_names_models_in_a_legend_not_beside_the_points(summary):
+    at = page()
+    chart = at.get("plotly_chart")
+    spec = next(json.loads(c.proto.spec) for c in chart if "against" in json.loads(c.proto.spec)["layout"]
+                .get("title", {}).get("text", ""))
+    assert all(t["mode"] == "markers" for t in spec["data"])             # no text labels to overlap or clip
+    names = [t["name"] for t in spec["data"]]
+    assert len(names) == len(set(names)) and "Xception" in names and "xception" not in names
+    assert spec["layout"]["legend"]["orientation"] == "h"
 
 
 @pytest.mark.parametrize("split", ["official", "dedup"])
@@ -73,6 +94,9 @@ def test_classification_numbers_equal_the_artifact(summary, split):
     checked = 0
     for name, entry in summary["models"].items():
         if entry["task"] != "classification":
+            continue
+        if entry["status"] in ("awaiting_gpu", "awaiting_training"):
+            assert name not in table.index                    # named in the "Not trained" sentence instead
             continue
         row = table.loc[name]
         metrics = (entry["metrics"] or {}).get(split)
@@ -165,3 +189,63 @@ def test_missing_artifacts_give_a_specific_message(monkeypatch, tmp_path):
     at = page()
     assert any("core.evaluate artifacts" in w.value for w in at.warning)
     assert not at.dataframe
+
+
+# ----------------------------------------------------------------------------- other sources (external benchmark)
+
+def eval_copy(tmp_path: Path, monkeypatch, *splits: str) -> Path:
+    """A copy of the committed artifacts (without any external benchmark) plus the stand-in benchmark of
+    ``splits``, made the page's evaluation folder through BTD_EVAL_DIR."""
+    import shutil
+
+    from stand_ins import external_report
+
+    folder = tmp_path / "eval"
+    shutil.copytree(EVAL, folder, ignore=shutil.ignore_patterns("external*.json"))
+    for split in splits:
+        name = "external.json" if split == "test" else "external_val.json"
+        (folder / name).write_text(json.dumps(external_report(split)))
+    monkeypatch.setenv("BTD_EVAL_DIR", str(folder))
+    return folder
+
+
+def test_external_benchmark_shows_cells_weakest_cell_crosscheck_and_members(monkeypatch, tmp_path):
+    eval_copy(tmp_path, monkeypatch, "test", "val")
+    at = page()
+    assert any(s.value == "Other sources — external benchmark" for s in at.subheader)
+    table = frame(at, "source", "sensitivity (95 % CI)").set_index(["source", "sequence"])
+    flair = table.loc[("TCGA-LGG", "FLAIR")]
+    assert flair["sensitivity (95 % CI)"] == "0.712 (0.634–0.781)" and flair["weakest"] == "◀ weakest"
+    assert table.loc[("BraTS 2021", "T2"), "specificity (95 % CI)"] == "—"
+    assert "None" not in table.to_string()
+    weakest = next(w.value for w in at.warning if w.value.startswith("The weakest result"))
+    assert "TCGA-LGG · FLAIR" in weakest and "sensitivity 0.712" in weakest and "below the 0.90 aim" in weakest
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Tumour slices missed by the classifier"] == "48"
+    assert metrics["Of them flagged as possible lesions"] == "19"
+    assert metrics["False alarms on tumour-free slices"] == "7 of 500"
+    cross = frame(at, "cell", "false alarms").set_index("cell")
+    assert cross.loc["TCGA-LGG · FLAIR", "sensitivity before → after"] == "0.712 → 0.825"
+    members = frame(at, "member", "weakest cell").set_index("member")
+    assert members.loc["resnet_compact", "weakest cell"] == "TCGA-LGG · FLAIR"
+    assert members.loc["resnet_compact", "lower of sensitivity and specificity"] == "0.654"
+    chart = next(c for c in at.get("plotly_chart") if "Sensitivity and specificity by source" in c.proto.spec)
+    spec = json.loads(chart.proto.spec)
+    assert {t["name"] for t in spec["data"]} == {"sensitivity", "specificity"}
+    assert any(s.get("y0") == 0.9 for s in spec["layout"]["shapes"])     # the 0.90 aim
+    assert not any("python -m" in c.value for c in at.caption if "slices of" in c.value)
+
+    at.radio(key="mc_ext_split").set_value("val").run()
+    assert not at.exception, at.exception
+    weakest = next(i.value for i in at.info if i.value.startswith("The weakest result"))   # above the aim: info
+    assert "TCGA-LGG · T1" in weakest and "specificity 0.904" in weakest
+    assert any("validation patients" in c.value for c in at.caption)
+
+
+def test_external_benchmark_missing_gives_a_neutral_note(monkeypatch, tmp_path):
+    eval_copy(tmp_path, monkeypatch)
+    at = page()
+    assert any("not available for these models yet" in i.value for i in at.info)
+    with pytest.raises(KeyError):
+        at.radio(key="mc_ext_split")
+    assert not any(d.value.columns[0] == "source" and "sensitivity (95 % CI)" in d.value.columns for d in at.dataframe)

@@ -163,7 +163,11 @@ def test_real_models_batch_and_exports(analyzer):
     assert "middle axial slice" in volume.note
     table = list(csv.DictReader(io.StringIO(results_csv(rows).decode())))
     assert len(table) == len(rows)
-    assert {"file", "status", "class", "probability", "warnings / errors", "area", "maximum diameter", "unit"} <= set(table[0])
+    assert {"file", "status", "class", "probability", "warnings / errors", "area", "maximum diameter", "unit",
+            "sequence/plane", "possible lesion"} <= set(table[0])
+    for row, shown in zip(rows, table):
+        if row.result is not None and row.result.acquisition:
+            assert shown["sequence/plane"].startswith(row.result.acquisition["label"])
     measured = [t for t in table if t["area"]]
     assert measured and all(t["unit"] in {"mm", "px"} for t in measured)
     with zipfile.ZipFile(io.BytesIO(results_zip(rows))) as archive:
@@ -189,7 +193,7 @@ def batch_page() -> AppTest:
 def test_batch_page_runs_the_samples_with_a_progress_bar():
     at = batch_page()
     assert at.title[0].value == "Analyse a batch"
-    at.radio(key="bt_source").set_value("The synthetic samples").run()
+    at.radio(key="bt_source").set_value("The synthetic phantoms").run()
     at.button(key="bt_go").click().run()
     assert not at.exception, at.exception
     assert at.get("progress"), "a progress bar must be shown"
@@ -208,7 +212,129 @@ def test_batch_page_reports_corrupt_uploads_per_row():
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     by_file = dict(zip(table["file"], table["status"]))
+    at.switch_page("pages/analyze.py").run()                        # the uploads and results stay
+    at.switch_page("pages/batch.py").run()
+    assert not at.exception, at.exception
+    assert any("Your last 4 uploaded file(s)" in c.value for c in at.caption)
+    assert dict(zip(at.dataframe[0].value["file"], at.dataframe[0].value["status"])) == by_file
     assert by_file["truncated.png"] == "error" and by_file["empty.png"] == "error"
     assert by_file["more.zip/inner.zip"] == "error"
     assert sum(s == "ok" for s in by_file.values()) == 2
     assert next(m.value for m in at.metric if m.label == "Errors") == "3"
+
+
+def test_sequence_plane_and_possible_lesion_columns():
+    from stand_ins import STRICT, acquisition, flagging_analyzer
+
+    image = samples()[0][1]
+    plain = AnalysisOptions(gradcam=False, lookup_training=False)
+    items = [BatchItem("a.png", image), BatchItem("bad.png", b"")]
+    flagged = run_batch(items, flagging_analyzer(), plain)
+    row = results_table(flagged)[0]
+    assert row["sequence/plane"] == "axial FLAIR 0.97/0.99" and row["possible lesion"] is True
+    assert row["area"] == 1600.0 and row["unit"] == "px"          # measurements of the flagged region
+    assert row["caution"] is True and "Possible lesion" in row["warnings / errors"]
+    assert results_table(flagged)[1]["sequence/plane"] == "" and results_table(flagged)[1]["possible lesion"] is None
+
+    (quiet,) = run_batch(items[:1], flagging_analyzer(STRICT, recognised=acquisition(0.41, 0.93)), plain)
+    row = quiet.table_row()
+    assert row["possible lesion"] is False and row["area"] is None
+    assert row["sequence/plane"] == "axial FLAIR 0.41/0.93 (unsure)"
+    (tumour,) = run_batch(items[:1], flagging_analyzer(classifier=StandIn()), plain)
+    assert tumour.table_row()["possible lesion"] is None               # the check runs only on "no tumour"
+    (by_segmenter,) = run_batch(items[:1], flagging_analyzer(model="resunet"), plain)
+    assert by_segmenter.table_row()["possible lesion"] is True
+    (bare,) = run_batch(items[:1], Analyzer(StandIn(), EmptySegmenter()), plain)
+    assert bare.table_row()["sequence/plane"] == "" and bare.table_row()["possible lesion"] is None
+
+    table = list(csv.DictReader(io.StringIO(results_csv(flagged + [quiet, bare]).decode())))
+    assert [t["sequence/plane"] for t in table] == ["axial FLAIR 0.97/0.99", "", "axial FLAIR 0.41/0.93 (unsure)", ""]
+    assert [t["possible lesion"] for t in table] == ["True", "", "False", ""]
+
+
+# --------------------------------------------------------------------------- hostile zips (issue 16)
+
+
+def patched_members(data: bytes, name: str, offset_local: int, offset_central: int, fmt: str, *values) -> bytes:
+    """A zip with the local and central headers of member ``name`` rewritten (struct ``fmt``)."""
+    import struct
+
+    raw = bytearray(data)
+    encoded = name.encode()
+    for signature, offset, name_at in ((b"PK\x03\x04", offset_local, 30), (b"PK\x01\x02", offset_central, 46)):
+        at = raw.find(signature)
+        while raw[at + name_at:at + name_at + len(encoded)] != encoded:
+            at = raw.find(signature, at + 4)
+        raw[at + offset:at + offset + struct.calcsize(fmt)] = struct.pack(fmt, *values)
+    return bytes(raw)
+
+
+def two_member_zip() -> bytes:
+    good = samples()[0][1]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("locked.png", good)
+        archive.writestr("fine.png", good)
+    return buffer.getvalue()
+
+
+def test_encrypted_member_is_reported_in_its_row():
+    data = patched_members(two_member_zip(), "locked.png", 6, 8, "<H", 0x1)
+    items, problems = expand_uploads([("e.zip", data)])  # RuntimeError escaped before
+    assert [i.name for i in items] == ["e.zip/fine.png"]
+    assert [p.name for p in problems] == ["e.zip/locked.png"] and "encrypted" in problems[0].message
+
+
+def test_member_with_compression_method_99_is_reported_in_its_row():
+    data = patched_members(two_member_zip(), "locked.png", 8, 10, "<H", 99)
+    items, problems = expand_uploads([("m.zip", data)])  # NotImplementedError escaped before
+    assert [i.name for i in items] == ["m.zip/fine.png"]
+    assert [p.name for p in problems] == ["m.zip/locked.png"] and "method 99" in problems[0].message
+
+
+def test_zip_budgets_are_checked_before_extraction(monkeypatch):
+    monkeypatch.setattr(config, "MAX_ZIP_MEMBERS", 3)
+    many = zipped([(f"{i}.png", b"x") for i in range(5)])
+    items, problems = expand_uploads([("many.zip", many)])
+    assert items == [] and "entries" in problems[0].message
+    monkeypatch.setattr(config, "MAX_ZIP_MEMBERS", 2000)
+    big = io.BytesIO()
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("zeros.png", bytes(5_000_000))
+    monkeypatch.setattr(config, "MAX_ZIP_BYTES", 1_000_000)
+    items, problems = expand_uploads([("bomb.zip", big.getvalue())])
+    assert items == [] and "unpacks to 5 MB" in problems[0].message
+    monkeypatch.setattr(config, "MAX_ZIP_BYTES", 512 * 2**20)
+    monkeypatch.setattr(config, "MAX_SLICE_BYTES", 1_000_000)
+    items, problems = expand_uploads([("bomb.zip", big.getvalue())])
+    assert items == [] and problems[0].name == "bomb.zip/zeros.png" and "per file" in problems[0].message
+
+
+def test_member_that_lies_about_its_size_is_not_read_past_the_limit(monkeypatch):
+    big = io.BytesIO()
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("zeros.png", bytes(5_000_000))
+    liar = patched_members(big.getvalue(), "zeros.png", 22, 24, "<I", 100)  # declares 100 bytes
+    items, problems = expand_uploads([("liar.zip", liar)])
+    assert items == [] and problems[0].name == "liar.zip/zeros.png" and problems[0].message
+
+
+def test_zip_needing_a_newer_zip_version_is_reported_in_its_row():
+    data = bytearray(two_member_zip())
+    at = data.find(b"PK\x01\x02")
+    data[at + 6:at + 8] = (209).to_bytes(2, "little")  # "version needed to extract" 20.9
+    items, problems = expand_uploads([("new.zip", bytes(data))])
+    assert items == [] and [p.name for p in problems] == ["new.zip"] and "not a readable" in problems[0].message
+
+
+def test_batch_page_scores_the_bundled_real_examples_against_their_expert_labels():
+    from core.examples import bundled
+
+    at = batch_page()
+    at.radio(key="bt_source").set_value("The bundled real examples").run()
+    at.button(key="bt_go").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert len(table) == len(bundled()) and set(table["status"]) == {"ok"}
+    assert any(m.label == "Accuracy against the true class" for m in at.metric)
+    assert any(m.label == "Mean Dice against the expert masks" for m in at.metric)

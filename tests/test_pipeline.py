@@ -48,7 +48,8 @@ def test_shipped_pipeline_result_is_complete_and_json_able(analyzer):
     assert set(result.model_versions) >= {"stacking_ensemble", "resunet"}
     assert all(len(v) == 64 for v in result.model_versions.values())
     # every network runs on its current LiteRT export (the stacking meta-learner is plain numpy)
-    assert result.model_runtimes == {n: "LiteRT" for n in result.model_versions if n != "stacking_ensemble"}
+    rules = {"stacking_ensemble", "lesion_crosscheck"}         # fitted rules, not networks
+    assert result.model_runtimes == {n: "LiteRT" for n in result.model_versions if n not in rules}
     assert "mask_png_base64" in payload
 
 
@@ -166,3 +167,19 @@ def test_a_copy_of_a_training_image_is_flagged(analyzer):
 
 def test_shipped_hash_index_is_loaded(analyzer):
     assert analyzer.hash_index is not None and len(analyzer.hash_index) > 1000
+
+
+def test_gradcam_can_be_left_out_and_added_on_request(analyzer):
+    slice_ = synthetic(sample_of("glioma"))
+    result = analyzer.analyze(slice_, AnalysisOptions(gradcam=False))
+    assert result.gradcam is None and result.gradcam_class is None and "gradcam_ms" not in result.timings_ms
+    assert analyzer.explain(slice_, result) is result
+    assert result.gradcam_class == result.decision and "gradcam_ms" in result.timings_ms
+    assert set(result.gradcam) == {"average", *result.member_votes}
+    assert all(m.shape == result.shape for m in result.gradcam.values())
+    maps = result.gradcam
+    analyzer.explain(slice_, result)
+    assert result.gradcam is maps, "maps for the decided class are not computed twice"
+    stand_in = Analyzer(FixedClassifier("glioma"), analyzer.segmenter)
+    plain = stand_in.analyze(slice_, AnalysisOptions(gradcam=False))
+    assert stand_in.explain(slice_, plain).gradcam is None, "no members, no Grad-CAM"

@@ -20,6 +20,7 @@ from core.metrics import dice
 from core.pipeline import SliceResult
 from core.viz import overlay_mask
 from ui.handoff import ANALYSE_REQUEST, hand_over, take
+from ui.state import kept
 
 ALL_CLASSES = "all classes"
 #: The Analyse page's input choice for a held-out image.
@@ -49,7 +50,8 @@ def listed_set(key: str) -> list[HeldOutImage] | None:
     if data_dir is None:
         no_data_help()
         return None
-    which = st.selectbox("Held-out set", list(HELD_OUT_SETS), format_func=HELD_OUT_SETS.get, key=key)
+    which = st.selectbox("Held-out set", list(HELD_OUT_SETS), format_func=HELD_OUT_SETS.get,
+                         key=kept(key, next(iter(HELD_OUT_SETS)), list(HELD_OUT_SETS)))
     try:
         return cached_images(which, str(data_dir))
     except DatasetError as err:
@@ -100,9 +102,10 @@ def choose_held_out_sample(default: int = 50) -> list[tuple[HeldOutImage, bytes]
     if images is None:
         return []
     left, right = st.columns([3, 1])
-    count = left.slider("Images (drawn at random)", 1, min(200, len(images)), min(default, len(images)),
-                        key="bt_ho_count")
-    seed = right.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1, key="bt_ho_seed")
+    most = min(200, len(images))
+    count = left.slider("Images (drawn at random)", 1, most, key=kept("bt_ho_count", min(default, most),
+                                                                      range(1, most + 1)))
+    seed = right.number_input("Seed", min_value=0, max_value=10_000, step=1, key=kept("bt_ho_seed", 0))
     chosen = sorted(np.random.default_rng(int(seed)).choice(len(images), size=count, replace=False))
     st.info(f"**{count} real held-out scans** of {len(images)}, drawn with seed {seed}: each row will show the "
             "true class (and, for figshare, the Dice against the expert mask). Read from the data folder, "
@@ -125,13 +128,13 @@ def choose_held_out() -> tuple[bytes, str, HeldOutImage] | None:
         return None
     classes = [ALL_CLASSES] + [c for c in config.CLASS_NAMES if any(im.label == c for im in images)]
     left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
-    chosen_class = left.selectbox("True class", classes, key="an_ho_class",
+    chosen_class = left.selectbox("True class", classes, key=kept("an_ho_class", ALL_CLASSES, classes),
                                   format_func=lambda c: c if c == ALL_CLASSES else config.CLASS_LABELS[c])
     shown = images if chosen_class == ALL_CLASSES else [im for im in images if im.label == chosen_class]
     if st.session_state.get("an_ho_index", 1) > len(shown):
         st.session_state["an_ho_index"] = 1
     index = middle.number_input(f"Image (1–{len(shown)})", min_value=1, max_value=len(shown), step=1,
-                                key="an_ho_index")
+                                key=kept("an_ho_index", 1, range(1, len(shown) + 1)))
     right.button("Random", key="an_ho_random", on_click=_pick_random, args=(len(shown),),
                  icon=":material/casino:")
     item = shown[int(index) - 1]

@@ -2,10 +2,24 @@
 
 Only immutable, user-independent objects live here (``st.cache_resource`` is shared by every
 session); anything derived from an upload stays in ``st.session_state``.
+
+The slice models load once per server. :func:`start_preload` (called by ``streamlit_app.py`` on the
+first page view) starts loading them in a background thread, so that they are usually ready before
+anyone presses *Analyse*; :func:`load_analyzer` takes that load's result (waiting for it under a
+spinner that says what is happening when it is not finished). ``BTD_PRELOAD=0`` turns the
+background load off (the test suite does, so that pages that need no model do not load them).
+
+Pages get the models through :func:`analyzer_or_error`: one :class:`core.serving_queue.SharedAnalyzer`
+per server, so that concurrent sessions' analyses are batched on one inference thread and identical
+inputs are served from its cache instead of being recomputed.
 """
 from __future__ import annotations
 
+import gc
 import json
+import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import streamlit as st
@@ -13,18 +27,91 @@ import streamlit as st
 from core import config
 from core.errors import ModelUnavailable
 from core.pipeline import Analyzer
+from core.serving_queue import SharedAnalyzer
+
+#: The background load of the analyzer (one per server process), once started.
+_preload: Future | None = None
+_preload_lock = threading.Lock()
+#: Set once the analyzer is loaded (by the background thread or on demand).
+_ready = threading.Event()
 
 
-@st.cache_resource(show_spinner="Loading the models (first use only)…")
-def load_analyzer() -> Analyzer:
-    """The slice pipeline with the shipped, checksum-verified models."""
-    return Analyzer.load()
+def freeze_heap() -> None:
+    """Take everything allocated so far out of the garbage collector's view (``gc.freeze``).
+
+    Streamlit collects garbage after every script run of every session (``runner.postScriptGC``, and
+    again inside ``keras.backend.clear_session``, which it also calls). With TensorFlow and the models
+    in memory (about half a million objects), each full collection took about 0.3 s holding the GIL,
+    twice per run: the largest cost of a rerun, and with many sessions they queue behind each other.
+    Frozen objects are never scanned again; they are the libraries and models, which live as long as
+    the process anyway.
+    """
+    gc.collect()
+    gc.freeze()
 
 
-def analyzer_or_error() -> Analyzer | None:
-    """The analyzer, or ``None`` after showing why the models cannot be loaded."""
+def _loaded_analyzer() -> Analyzer:
+    analyzer = Analyzer.load()
+    freeze_heap()
+    return analyzer
+
+
+def _load_in_background(future: Future) -> None:
     try:
-        return load_analyzer()
+        future.set_result(_loaded_analyzer())
+        _ready.set()
+    except BaseException as err:  # noqa: BLE001 -- handed to whoever waits for the models
+        future.set_exception(err)
+
+
+def start_preload() -> None:
+    """Start loading the slice models in a background thread, once per process (no-op afterwards,
+    or when ``BTD_PRELOAD=0``)."""
+    global _preload
+    if _preload is not None or os.environ.get("BTD_PRELOAD", "1") == "0":
+        return
+    with _preload_lock:
+        if _preload is None:
+            _preload = Future()
+            threading.Thread(target=_load_in_background, args=(_preload,), name="btd-model-preload",
+                             daemon=True).start()
+
+
+def models_ready() -> bool:
+    """Whether the slice models are loaded in this process."""
+    return _ready.is_set()
+
+
+@st.cache_resource(show_spinner=False)
+def load_analyzer() -> Analyzer:
+    """The slice pipeline with the shipped, checksum-verified models (the background load's, when started)."""
+    future = _preload
+    if future is not None:
+        try:
+            return future.result()
+        except ModelUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 -- an unexpected failure in the thread: load here and report it normally
+            pass
+    analyzer = _loaded_analyzer()
+    _ready.set()
+    return analyzer
+
+
+@st.cache_resource(show_spinner=False)
+def shared_analyzer() -> SharedAnalyzer:
+    """The loaded analyzer behind the server's one batching inference queue and result cache."""
+    return SharedAnalyzer(load_analyzer())
+
+
+def analyzer_or_error() -> SharedAnalyzer | None:
+    """The shared analyzer, or ``None`` after showing why the models cannot be loaded."""
+    try:
+        if models_ready():
+            return shared_analyzer()
+        with st.spinner("Loading the models (first run only)… the first analysis after the server starts waits "
+                        "for them; later ones do not.", show_time=True):
+            return shared_analyzer()
     except ModelUnavailable as err:
         st.error(f"The models cannot be loaded: {err}")
         return None

@@ -1,19 +1,22 @@
 """Streamlit views of the trust signals shared by the Analyse and Batch pages.
 
 The input-guard verdict, the caution banner for uncertain or split decisions, the calibration
-note and the training-set match all read plain objects from ``core``; nothing here computes.
+note, the training-set match, the recognised sequence and plane, the training-coverage note and
+the possible-lesion flag all read plain objects from ``core``; nothing here computes.
 """
 from __future__ import annotations
 
 import streamlit as st
 
 from core import config
+from core.acquisition import CONFIDENT
+from core.findings import acquisition_line, evidence_who
 from core.guard import GuardVerdict
 from core.pipeline import SliceResult
 
 GUARD_TITLES = {
     "small": "The image is too small to be an MRI slice.",
-    "colour": "This is a colour image, not an MRI slice.",
+    "colour": "Not a greyscale MRI slice.",
     "blank": "The image is blank.",
     "document": "This looks like a document or a screenshot, not a brain MRI slice.",
     "noise": "This looks like noise or a texture, not a brain MRI slice.",
@@ -40,8 +43,43 @@ def show_caution(result: SliceResult) -> None:
     votes = sum(v == result.decision for v in result.member_votes.values())
     st.warning(f"**Caution — treat this result as uncertain.** Ensemble probability {result.confidence:.0%}, "
                f"normalised entropy {result.entropy:.2f} (0 = certain, 1 = uniform), "
-               f"{votes} of {len(result.member_votes)} members vote {result.decision_label}.",
+               f"{votes} of {len(result.member_votes)} members vote {result.decision_label}."
+               + "".join(f" {reason}" for reason in caution_reasons(result)),
                icon=":material/warning:")
+
+
+def caution_reasons(result: SliceResult) -> list[str]:
+    """Why the caution is raised beyond the probabilities: training coverage, a possible lesion."""
+    reasons = []
+    if result.coverage_note:
+        reasons.append("Slices like this one were rare, absent or unrecognised in the training data (see below).")
+    if result.possible_lesion:
+        reasons.append(f"{evidence_who(result).capitalize()} outlines a possible lesion that the classifier did not "
+                       "report (see below).")
+    return reasons
+
+
+def show_acquisition(result: SliceResult) -> None:
+    """The recognised sequence and plane, one line under the decision (nothing when not recognised)."""
+    line = acquisition_line(result)
+    if line:
+        st.markdown(f"**Sequence and plane (recognised):** {line}",
+                    help="Recognised from the image by a separate model that knows T1, T1-CE, T2 and FLAIR in "
+                         f"axial, coronal and sagittal planes; below {CONFIDENT:.2f} on either it is called unsure.")
+
+
+def show_coverage(result: SliceResult) -> None:
+    """The training-coverage caution, beside the decision it qualifies."""
+    if result.coverage_note:
+        st.warning(f"**Outside familiar training data.** {result.coverage_note}", icon=":material/travel_explore:")
+
+
+def show_possible_lesion(result: SliceResult) -> None:
+    """The lesion cross-check's flag: the classifier said no tumour, its evidence model found a region."""
+    if result.possible_lesion:
+        st.warning(f"**Possible lesion.** The classifier reports no tumour, but {evidence_who(result)} outlines a "
+                   "confident region: review the outline below before accepting \"No tumour\".",
+                   icon=":material/radar:")
 
 
 def show_training_match(result: SliceResult) -> None:
@@ -57,7 +95,7 @@ def show_training_match(result: SliceResult) -> None:
 def calibration_note(result: SliceResult) -> str:
     cal = result.calibration
     if not cal:
-        return "Probabilities come from the stacking meta-learner."
+        return "Probabilities come from the ensemble of the four members."
     return (f"Probabilities are calibrated: {cal['method']} (T = {cal['temperature']}), fitted on the "
             f"{cal['fitted_on']}. Expected calibration error on validation (n = {cal['n_validation']}): "
             f"{cal['ece_before']} before, {cal['ece_after']} after.")
