@@ -37,13 +37,11 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import json
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -311,42 +309,14 @@ print(json.dumps({"imports_s": imported - start, "load_s": loaded - imported, "f
 """
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def server_ready_seconds(timeout: float = 120.0) -> float:
-    """Seconds from ``streamlit run streamlit_app.py`` (headless, loopback only) to a healthy server; the
-    server is stopped afterwards. Raises ``TimeoutError`` past ``timeout``."""
-    port = free_loopback_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    """Seconds from ``streamlit run streamlit_app.py`` (headless, loopback only, no model preload) to a
+    healthy server; the server is stopped afterwards. Raises ``TimeoutError`` past ``timeout``."""
+    from core.bench_load import streamlit_server
+
     start = time.perf_counter()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(config.REPO_ROOT / "streamlit_app.py"), "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats",
-         "false", "--server.fileWatcherType", "none"],
-        cwd=config.REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while time.perf_counter() - start < timeout:
-            if server.poll() is not None:
-                raise RuntimeError(f"streamlit exited with status {server.returncode} before it was healthy")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        return time.perf_counter() - start
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"streamlit was not healthy within {timeout:.0f} s")
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with streamlit_server(Path(os.devnull), timeout, preload=False):
+        return time.perf_counter() - start
 
 
 def default_input() -> Path:

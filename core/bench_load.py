@@ -151,16 +151,17 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float) -> None:
                     return
         except OSError:
             pass
-        time.sleep(0.3)
+        time.sleep(0.1)
     raise TimeoutError(f"streamlit was not healthy at {url} within {timeout:.0f} s")
 
 
 @contextmanager
-def streamlit_server(log: Path, timeout: float = 180.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``streamlit run streamlit_app.py`` on a free port of 127.0.0.1 (headless); yields its URL and process."""
+def streamlit_server(log: Path, timeout: float = 180.0, preload: bool = True) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``streamlit run streamlit_app.py`` on a free port of 127.0.0.1 (headless); yields its URL and process
+    once healthy. ``preload``: the server starts loading the models at once (``BTD_PRELOAD``)."""
     port = free_port()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-           "BTD_PRELOAD": "1"}
+           **({"BTD_PRELOAD": "1"} if preload else {})}
     with log.open("wb") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
