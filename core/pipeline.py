@@ -329,16 +329,19 @@ class Analyzer:
             timings["lookup_ms"] = (time.perf_counter() - t1) * 1000
 
         mask_area = None
-        mask = prob = None
+        mask = prob = computed = None
         if not result.is_tumour and self.cross_check is not None:
             t1 = time.perf_counter()
             result.lesion_check, region, region_prob = self.cross_check.run(slice_.image)
             timings["lesion_check_ms"] = (time.perf_counter() - t1) * 1000
             if result.possible_lesion:
                 mask, prob = region, region_prob
+            if self.cross_check.evidence_model is self.segmenter:
+                computed = region_prob          # the same network already ran on this image
         if result.is_tumour or options.segment_anyway:
             t1 = time.perf_counter()
-            mask, prob = self.segmenter.segment(slice_.image, spacing, options.postprocessing)
+            reuse = {} if computed is None else {"prob": computed}
+            mask, prob = self.segmenter.segment(slice_.image, spacing, options.postprocessing, **reuse)
             timings["segment_ms"] = (time.perf_counter() - t1) * 1000
         if mask is not None:
             t2 = time.perf_counter()

@@ -123,7 +123,8 @@ class Segmenter(LoadedModel):
         return to_original_grid(prob, geometry)
 
     def segment(self, image: np.ndarray, spacing_mm: tuple[float, float] | None,
-                rules: PostProcessing | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(mask, probabilities)`` on the slice's own grid."""
-        prob = self.probabilities(image)
+                rules: PostProcessing | None = None, prob: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(mask, probabilities)`` on the slice's own grid; ``prob``: this model's probabilities of
+        ``image`` when already computed (only the post-processing runs then)."""
+        prob = self.probabilities(image) if prob is None else prob
         return postprocess(prob, spacing_mm, rules or self.rules), prob

@@ -331,10 +331,10 @@ class RoutedSegmenter(_Routed):
         return self._ask(np.asarray(image))
 
     def segment(self, image: np.ndarray, spacing_mm: tuple[float, float] | None,
-                rules: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                rules: Any = None, prob: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         from core.segment import postprocess
 
-        prob = self.probabilities(image)
+        prob = self.probabilities(image) if prob is None else prob
         return postprocess(prob, spacing_mm, rules or self._model.rules), prob
 
 

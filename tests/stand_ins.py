@@ -57,7 +57,11 @@ class SquareSegmenter:
 
     name, card, sha256, runner = "resunet", {"sha256": "1" * 64}, "1" * 64, None
 
-    def segment(self, image, spacing_mm, rules=None):
+    def __init__(self):
+        self.network_calls = 0      # how often the "network" ran (not when given its probabilities)
+
+    def segment(self, image, spacing_mm, rules=None, prob=None):
+        self.network_calls += prob is None
         mask = np.zeros(image.shape, bool)
         mask[10:50, 10:50] = True
         return mask, mask.astype(np.float32)
@@ -77,9 +81,10 @@ class StandInDetector:
         return Detection(np.where(region, 0.95, 0.0).astype(np.float32), region, LesionEvidence(0.95, 0.039))
 
 
-def cross_check(rule: LesionRule = LENIENT, model: str = "lesion_detector"):
+def cross_check(rule: LesionRule = LENIENT, model: str = "lesion_detector", segmenter: SquareSegmenter | None = None):
     """The app's cross-check (:mod:`core.lesion_check`) weighing the stand-in detector's region, or the
-    stand-in segmenter's (``model="resunet"``); its rule card is faked (no weights are read)."""
+    stand-in segmenter's (``model="resunet"``; ``segmenter``, else a new one); its rule card is faked
+    (no weights are read)."""
     from core.lesion_check import CrossCheck
 
     class StandInCrossCheck(CrossCheck):
@@ -87,7 +92,7 @@ def cross_check(rule: LesionRule = LENIENT, model: str = "lesion_detector"):
             return {self.evidence_model.name: self.evidence_model.sha256, "lesion_crosscheck": "b" * 64}
 
     if model == "resunet":
-        return StandInCrossCheck(rule, model, segmenter=SquareSegmenter())
+        return StandInCrossCheck(rule, model, segmenter=segmenter or SquareSegmenter())
     return StandInCrossCheck(rule, model, detector=StandInDetector())
 
 

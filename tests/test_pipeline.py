@@ -183,3 +183,19 @@ def test_gradcam_can_be_left_out_and_added_on_request(analyzer):
     stand_in = Analyzer(FixedClassifier("glioma"), analyzer.segmenter)
     plain = stand_in.analyze(slice_, AnalysisOptions(gradcam=False))
     assert stand_in.explain(slice_, plain).gradcam is None, "no members, no Grad-CAM"
+
+
+def test_segmenting_anyway_after_the_cross_check_runs_the_segmenter_once():
+    """On a "no tumour" decision the cross-check's ResUNet probabilities are reused when the user also
+    asks to segment: one network call, and the mask is the segmenter's."""
+    from stand_ins import LENIENT, NoTumour, SquareSegmenter, StandInAcquisition, cross_check
+
+    segmenter = SquareSegmenter()
+    analyzer = Analyzer(NoTumour(), segmenter, acquisition=StandInAcquisition(),
+                        cross_check=cross_check(LENIENT, "resunet", segmenter))
+    image = np.zeros((96, 96), np.float32)
+    image[8:88, 8:88] = 0.6
+    result = analyzer.analyze(Slice(image, None, "png", "stand-in"), AnalysisOptions(segment_anyway=True))
+    assert result.decision == "notumor" and result.possible_lesion and result.segmented
+    assert segmenter.network_calls == 1
+    assert result.mask[10:50, 10:50].all() and result.mask.sum() == 40 * 40
