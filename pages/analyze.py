@@ -14,20 +14,20 @@ import pandas as pd
 import streamlit as st
 
 from core import config
-from core import examples as bundled_examples
-from core.datasets import read_mask
+from core.data import examples as bundled_examples
+from core.data.datasets import read_mask
 from core.errors import InputError
-from core.findings import (evidence_who, is_shown_apart, lesion_figures, outline_caption, possible_lesion_text,
+from core.slices.findings import (evidence_who, is_shown_apart, lesion_figures, outline_caption, possible_lesion_text,
                            shows_lesion_outline)
-from core.gradcam import AVERAGE
-from core.heldout import HeldOutImage
-from core.guard import check_slice
-from core.io import SUPPORTED_EXTENSIONS, Slice, inspect_slice_source, read_slice
-from core.morphology import feature_table
-from core.pipeline import AnalysisOptions, SliceResult
-from core.report import build_report, download_stem, features_csv, mask_png_bytes, png_bytes, report_json, report_pdf
-from core.serving_queue import ServingTimeout
-from core.viz import EXPERT_COLOUR, draw_outline, overlay_heatmap, overlay_mask
+from core.slices.gradcam import AVERAGE
+from core.data.heldout import HeldOutImage
+from core.trust.guard import check_slice
+from core.readers.slice import SUPPORTED_EXTENSIONS, Slice, inspect_slice_source, read_slice
+from core.imaging.morphology import feature_table
+from core.slices.pipeline import AnalysisOptions, SliceResult
+from core.slices.report import build_report, download_stem, features_csv, mask_png_bytes, png_bytes, report_json, report_pdf
+from core.slices.inference_queue import ServingTimeout
+from core.imaging.viz import EXPERT_COLOUR, draw_outline, overlay_heatmap, overlay_mask
 from ui.charts import probability_chart
 from ui.heldout import HELD_OUT_SOURCE, apply_request, choose_held_out, show_ground_truth
 from ui.navigation import ensure_app_navigation

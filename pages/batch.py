@@ -7,14 +7,14 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from core.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch, truth_summary
+from core.slices.batch import BatchItem, expand_uploads, results_csv, results_table, results_zip, run_batch, truth_summary
 from core import config
-from core import examples as bundled_examples
-from core.acquisition import CONFIDENT
-from core.comparison_figures import confusion_figure
-from core.datasets import read_mask
-from core.io import SUPPORTED_EXTENSIONS
-from core.pipeline import AnalysisOptions
+from core.data import examples as bundled_examples
+from core.slices.acquisition import CONFIDENT
+from core.evaluation.comparison_figures import confusion_figure
+from core.data.datasets import read_mask
+from core.readers.slice import SUPPORTED_EXTENSIONS
+from core.slices.pipeline import AnalysisOptions
 from ui.heldout import choose_held_out_sample
 from ui.navigation import ensure_app_navigation
 from ui.resources import analyzer_or_error, sample_catalogue, sample_bytes

@@ -1,6 +1,6 @@
 """Explore BraTS volumes: a 4-modality case in three planes and in 3D, sub-region volumes, and the
-shipped model's segmentation beside the expert one. A thin view over core.volume, core.volume_viz
-and core.brats_model; everything derived from a user's case lives in st.session_state."""
+shipped model's segmentation beside the expert one. A thin view over core.volumes.case, core.volumes.figures
+and core.volumes.brats_model; everything derived from a user's case lives in st.session_state."""
 from __future__ import annotations
 
 import json
@@ -11,11 +11,13 @@ from typing import Any, Callable
 import pandas as pd
 import streamlit as st
 
-from core import config, registry
-from core import volume_viz as vv
-from core.brats_model import VolumeSegmenter, available_models, card_dims, model_problem, shipped_name
+from core import config
+
+from core.serving import registry
+from core.volumes import figures as vv
+from core.volumes.brats_model import VolumeSegmenter, available_models, card_dims, model_problem, shipped_name
 from core.errors import InputError, ModelUnavailable
-from core.volume import (MAX_CASE_BYTES, MODALITIES, MODALITY_NAMES, PLANES, Case, compare_to_truth,
+from core.volumes.case import (MAX_CASE_BYTES, MODALITIES, MODALITY_NAMES, PLANES, Case, compare_to_truth,
                          prediction_nifti, read_case, read_case_folder, window_presets)
 from ui.handoff import BRATS_REQUEST, take
 from ui.navigation import ensure_app_navigation

@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import comparison, config, external_view
-from core import comparison_figures as figs
-from core.comparison import ARTIFACTS_COMMAND, SPLITS, ArtifactMissing, display_name
-from core.reported import SOURCES, reported_table
+from core import config
+
+from core.evaluation import comparison, external_view
+from core.evaluation import comparison_figures as figs
+from core.evaluation.comparison import ARTIFACTS_COMMAND, SPLITS, ArtifactMissing, display_name
+from core.evaluation.reported import SOURCES, reported_table
 from ui.handoff import BRATS_REQUEST, hand_over
 from ui.heldout import no_data_help, offer_analysis
 from ui.navigation import ensure_app_navigation
@@ -399,7 +401,7 @@ def read_external(folder: str, split: str, mtime: float) -> dict | None:
 
 def shipped_versions() -> dict[str, str]:
     """``{model: sha256}`` of the weights shipped now (empty when the manifest cannot be read)."""
-    from core.registry import load_manifest
+    from core.serving.registry import load_manifest
 
     try:
         return {name: card.get("sha256", "") for name, card in load_manifest().get("models", {}).items()}
@@ -530,8 +532,8 @@ def classification_errors() -> None:
 
 
 def segmentation_errors() -> None:
-    from core.datasets import read_mask
-    from core.viz import overlay_mask
+    from core.data.datasets import read_mask
+    from core.imaging.viz import overlay_mask
 
     names = evaluated("segmentation")
     if not names:

@@ -5,11 +5,11 @@
     python scripts/gpu_data.py pack-brats --out .carry3d  # the BraTS training/validation cases
     python scripts/gpu_data.py unpack-brats .carry3d --to DATA
 
-``pack`` stores the preprocessed arrays the training CLIs load (``core.datasets``), encoded as
+``pack`` stores the preprocessed arrays the training CLIs load (``core.data.datasets``), encoded as
 WebP: the 4-class Training split at 128 px lossy (quality 90, 16 MB; training input only), the
 Testing split lossless (so evaluation there sees exactly the pixels it sees here), and the
 figshare slices at 256 px lossy with bit-packed masks. ``unpack`` rebuilds the dataset folder
-layout with empty placeholder files and writes the decoded arrays into ``core.datasets``' cache
+layout with empty placeholder files and writes the decoded arrays into ``core.data.datasets``' cache
 under those placeholders' keys, so every CLI runs unchanged with ``BTD_DATA_DIR=DATA``.
 Only derived arrays travel, never into the repository (``.carry/`` is git-ignored).
 """
@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import config  # noqa: E402
-from core.datasets import list_classification, list_segmentation, load_classification, load_segmentation, seed_cache  # noqa: E402
+from core.data.datasets import list_classification, list_segmentation, load_classification, load_segmentation, seed_cache  # noqa: E402
 
 CLS_SIZE, SEG_SIZE = 128, 256
 LOSSLESS = 101  # OpenCV's WebP quality above 100 means lossless
@@ -72,7 +72,7 @@ def pack_brats(data: Path, out: Path) -> None:
 
     import nibabel as nib
 
-    from core.registry import model_card
+    from core.serving.registry import model_card
 
     split = model_card("unet2d_brats")["split_cases"]
     folders = [data / "brats" / name for name in split["train"] + split["val"]]

@@ -12,7 +12,7 @@ python -m core.train.classifier --model mobilenet_compact --size 128 --epochs 30
 python -m core.train.classifier --model densenet_compact --size 128 --epochs 20 --max-minutes 32
 # resnet_compact and the comparison U-Net ran on an H100 with Keras on JAX (KERAS_BACKEND=jax) in
 # scripts/gpu_train.sh, beside other jobs, on data carried by scripts/gpu_data.py, and were copied
-# in with their cards by `core.registry promote`. On a CPU: drop --out and give --max-minutes hours.
+# in with their cards by `core.serving.registry promote`. On a CPU: drop --out and give --max-minutes hours.
 python -m core.train.classifier --model resnet_compact --size 128 --epochs 60 --max-minutes 6.5 --out runs/gpu/shipped
 python -m core.registry promote resnet_compact --from runs/gpu/shipped
 python -m core.train.segmenter --model resunet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 95
@@ -25,11 +25,11 @@ python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110
 # the original 3D U-Net (a GPU: 18 minutes on an H100 beside other jobs), stored as float16 weights
 python -m core.train.brats --model unet3d --split-like unet2d_brats --crop 96 --base 16 --depth 4 --batch 2 --epochs 60 --samples-per-epoch 800 --workers 4 --max-minutes 18 --out runs/gpu/brats
 python -m core.registry promote unet3d_brats --from runs/gpu/brats --role comparison --fp16
-# Real-world MRI (several sources; core/sources.py). The sequence/plane model: 11 minutes, then continued.
+# Real-world MRI (several sources; core/data/sources.py). The sequence/plane model: 11 minutes, then continued.
 python -m core.train.acquisition --epochs 10 --max-minutes 11
 python -m core.train.acquisition --init-from weights/sequence_plane.keras --epochs 14 --lr 1e-3 --max-minutes 16 --out runs/ms
 python -m core.registry promote sequence_plane --from runs/ms
-# then with figshare's annotated planes (skull-bearing coronal and sagittal slices; core/annotations/)
+# then with figshare's annotated planes (skull-bearing coronal and sagittal slices; core/data/annotations/)
 python -m core.train.acquisition --sources brats tcga_lgg figshare --init-from weights/sequence_plane.keras --epochs 14 --lr 1e-3 --max-minutes 16 --out runs/ms
 python -m core.registry promote sequence_plane --from runs/ms
 # The ensemble members, each fine-tuned from its 4-class weights above on every source (balanced over

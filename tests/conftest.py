@@ -25,6 +25,6 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def analyzer():
     """The slice pipeline with the shipped weights (loaded once per test session)."""
-    from core.pipeline import Analyzer
+    from core.slices.pipeline import Analyzer
 
     return Analyzer.load()

@@ -1,15 +1,15 @@
 """Fast stand-ins for the sequence/plane model, the training coverage and the lesion cross-check.
 
-They let the batch, report and page tests drive :class:`core.pipeline.Analyzer` to a recognised
+They let the batch, report and page tests drive :class:`core.slices.pipeline.Analyzer` to a recognised
 acquisition, a coverage note and a possible lesion without loading any network.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from core.acquisition import MODEL_NAME, Acquisition
-from core.crosscheck import LesionRule
-from core.pipeline import Analyzer
+from core.slices.acquisition import MODEL_NAME, Acquisition
+from core.slices.crosscheck import LesionRule
+from core.slices.pipeline import Analyzer
 
 #: Flags any region of mean confidence >= 0.5 covering >= 0.1 % of the head.
 LENIENT = LesionRule(0.5, 0.001)
@@ -73,8 +73,8 @@ class StandInDetector:
     name, sha256, runner = "lesion_detector", "c" * 64, None
 
     def detect(self, image: np.ndarray):
-        from core.crosscheck import LesionEvidence
-        from core.lesion import Detection
+        from core.slices.crosscheck import LesionEvidence
+        from core.slices.lesion import Detection
 
         region = np.zeros(np.asarray(image).shape[:2], bool)
         region[10:50, 10:50] = True
@@ -82,10 +82,10 @@ class StandInDetector:
 
 
 def cross_check(rule: LesionRule = LENIENT, model: str = "lesion_detector", segmenter: SquareSegmenter | None = None):
-    """The app's cross-check (:mod:`core.lesion_check`) weighing the stand-in detector's region, or the
+    """The app's cross-check (:mod:`core.slices.lesion_check`) weighing the stand-in detector's region, or the
     stand-in segmenter's (``model="resunet"``; ``segmenter``, else a new one); its rule card is faked
     (no weights are read)."""
-    from core.lesion_check import CrossCheck
+    from core.slices.lesion_check import CrossCheck
 
     class StandInCrossCheck(CrossCheck):
         def versions(self, weights_dir=None) -> dict[str, str]:
@@ -104,7 +104,7 @@ def flagging_analyzer(rule: LesionRule = LENIENT, classifier=None, recognised: A
 
 
 def external_report(split: str = "test") -> dict:
-    """A small external-benchmark artifact (the schema of ``core.external.evaluate_external``): TCGA-LGG FLAIR is
+    """A small external-benchmark artifact (the schema of ``core.evaluation.external.evaluate_external``): TCGA-LGG FLAIR is
     the weakest cell (sensitivity 0.712), BraTS T2 has no tumour-free slices (specificity and AUC null)."""
     def cell(source, sequence, sens, spec, sens_ci, spec_ci, crosscheck=None, **extra):
         return {"source": source, "sequence": sequence, "n": 400, "n_tumour": 150, "n_no_tumour": 250,

@@ -1,4 +1,4 @@
-"""A tiny synthetic copy of the public data folder for :mod:`core.sources` and its users.
+"""A tiny synthetic copy of the public data folder for :mod:`core.data.sources` and its users.
 
 Everything is generated into a temporary folder (never copied from real data):
 
@@ -58,7 +58,7 @@ BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
 
 
 def brats_split_of() -> dict[str, str]:
-    """``{case: split}`` as :func:`core.sources.brats_split` would give it for the synthetic cases."""
+    """``{case: split}`` as :func:`core.data.sources.brats_split` would give it for the synthetic cases."""
     return {case: split for case, split in BRATS_CASES.items() if split}
 
 
@@ -159,7 +159,8 @@ def build_tree(root: Path) -> Path:
 
 def isolate(monkeypatch, root: Path, cache: Path, weights: Path) -> None:
     """Point the catalogue at ``root`` only: data folder, cache, weights and the shipped splits."""
-    from core import config, heldout, sources
+    from core import config
+    from core.data import heldout, sources
 
     weights.mkdir(parents=True, exist_ok=True)
     monkeypatch.setattr(config, "CACHE_DIR", cache)

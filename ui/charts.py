@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from core.viz import CLASS_COLOURS
+from core.imaging.viz import CLASS_COLOURS
 
 OTHER_COLOUR = "#b0b0b0"
 

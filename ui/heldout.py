@@ -1,6 +1,6 @@
 """The Analyse page's third input: a held-out slice of the public datasets, and its ground truth.
 
-Lists come from :mod:`core.heldout` (cached per data folder: they hold paths only, nothing of a
+Lists come from :mod:`core.data.heldout` (cached per data folder: they hold paths only, nothing of a
 user); the chosen file is read from the data folder, never copied. After the analysis the true
 class, and for figshare slices the expert's mask with the Dice of the model's mask, sit beside
 the result, so a student or a presenter can check the models on real scans they were not trained on.
@@ -13,12 +13,12 @@ import numpy as np
 import streamlit as st
 
 from core import config
-from core.datasets import DatasetError
-from core.heldout import (FIGSHARE_SPACING_MM, HELD_OUT_SETS, HeldOutImage, held_out_images, position_of,
+from core.data.datasets import DatasetError
+from core.data.heldout import (FIGSHARE_SPACING_MM, HELD_OUT_SETS, HeldOutImage, held_out_images, position_of,
                           set_of_folder)
-from core.metrics import dice
-from core.pipeline import SliceResult
-from core.viz import overlay_mask
+from core.imaging.metrics import dice
+from core.slices.pipeline import SliceResult
+from core.imaging.viz import overlay_mask
 from ui.handoff import ANALYSE_REQUEST, hand_over, take
 from ui.state import kept
 
@@ -29,7 +29,7 @@ HELD_OUT_SOURCE = "Held-out public image"
 
 @st.cache_data(show_spinner="Listing the held-out images…")
 def cached_images(which: str, data_dir: str) -> list[HeldOutImage]:
-    """:func:`core.heldout.held_out_images` of one set, cached per data folder."""
+    """:func:`core.data.heldout.held_out_images` of one set, cached per data folder."""
     from pathlib import Path
 
     return held_out_images(which, Path(data_dir))

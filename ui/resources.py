@@ -9,7 +9,7 @@ anyone presses *Analyse*; :func:`load_analyzer` takes that load's result (waitin
 spinner that says what is happening when it is not finished). ``BTD_PRELOAD=0`` turns the
 background load off (the test suite does, so that pages that need no model do not load them).
 
-Pages get the models through :func:`analyzer_or_error`: one :class:`core.serving_queue.SharedAnalyzer`
+Pages get the models through :func:`analyzer_or_error`: one :class:`core.slices.inference_queue.SharedAnalyzer`
 per server, so that concurrent sessions' analyses are batched on one inference thread and identical
 inputs are served from its cache instead of being recomputed.
 """
@@ -26,8 +26,8 @@ import streamlit as st
 
 from core import config
 from core.errors import ModelUnavailable
-from core.pipeline import Analyzer
-from core.serving_queue import SharedAnalyzer
+from core.slices.pipeline import Analyzer
+from core.slices.inference_queue import SharedAnalyzer
 
 #: The background load of the analyzer (one per server process), once started.
 _preload: Future | None = None

@@ -9,10 +9,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core import config
-from core.acquisition import CONFIDENT
-from core.findings import acquisition_line, evidence_who
-from core.guard import GuardVerdict
-from core.pipeline import SliceResult
+from core.slices.acquisition import CONFIDENT
+from core.slices.findings import acquisition_line, evidence_who
+from core.trust.guard import GuardVerdict
+from core.slices.pipeline import SliceResult
 
 GUARD_TITLES = {
     "small": "The image is too small to be an MRI slice.",

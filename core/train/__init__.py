@@ -1,0 +1,1 @@
+"""Training command lines (``python -m core.train.<task>``), their shared loop helpers and augmentation."""

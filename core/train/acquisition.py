@@ -3,7 +3,7 @@ and figshare (T1-CE in three planes annotated by eye, skull included; ``--source
 
     python -m core.train.acquisition --epochs 12 --max-minutes 12
 
-Splits are the catalogue's (:mod:`core.sources`): BraTS cases by the shipped BraTS model's split,
+Splits are the catalogue's (:mod:`core.data.sources`): BraTS cases by the shipped BraTS model's split,
 tcga_lgg folds 1-2 train, 3 validation, 4 held out, figshare folds 1-2 / 3 / 4. Without figshare
 slices the model learnt "skull visible -> axial" (only BraTS, skull-stripped, had other planes). Each epoch draws ``--samples-per-epoch``
 slices balanced over sequence x plane x source and augments them against acquisition shortcuts
@@ -23,11 +23,11 @@ import keras
 import numpy as np
 
 from core import config
-from core.augment import AcquisitionConfig, augment_acquisition
-from core.classify import normalise_batch
+from core.train.augment import AcquisitionConfig, augment_acquisition
+from core.slices.classify import normalise_batch
 from core.models.acquisition import acquisition_compact, two_head_loss
-from core.registry import record_model
-from core.sources import PLANES, SEQUENCES, SliceSet, load_sources
+from core.serving.registry import record_model
+from core.data.sources import PLANES, SEQUENCES, SliceSet, load_sources
 from core.train.common import (BestWeights, CosineWithinBudget, add_sampled_training_args, run_facts,
                                save_inference_model, set_batchnorm_momentum, set_seed, training_command, warm_start)
 from core.train.multisource import WeightedDraws
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         "outputs": {"sequences": list(SEQUENCES), "planes": list(PLANES),
                     "layout": "sequence softmax then plane softmax, concatenated"},
         "sources": args.sources,
-        "data": "$BTD_DATA_DIR (" + ", ".join(args.sources) + "; see core/sources.py)",
+        "data": "$BTD_DATA_DIR (" + ", ".join(args.sources) + "; see core/data/sources.py)",
         "split": "BraTS: the shipped BraTS model's case split (train/val/held out); tcga_lgg: folds 1-2 train, "
                  "3 val, 4 held out",
         "training_counts": {f"{s}/{q}/{p}": int(n) for (s, q, p), n in sorted(Counter(zip(

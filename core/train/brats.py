@@ -6,7 +6,7 @@
 Both see the four modalities and predict background/NCR/ED/ET with Dice + focal loss. The 2D
 model takes one axial slice at a time; the 3D U-Net (the original design) random ``--crop``³
 crops, two in three centred on a tumour voxel, ``--samples-per-epoch`` of them per epoch, and
-runs whole cases by the sliding window of :func:`core.brats_model.predict_classes_3d`. Cases are
+runs whole cases by the sliding window of :func:`core.volumes.brats_model.predict_classes_3d`. Cases are
 split by case (``--test-cases`` held out entirely, ``--val-cases`` pick the best epoch and the
 post-processing, predicted whole as the app does); the split is written to the model card so
 that ``python -m core.evaluate brats`` scores only cases the model never saw.
@@ -23,16 +23,16 @@ import keras
 import numpy as np
 
 from core import config
-from core.augment import AugmentConfig, random_affine, warp
-from core.brats_model import (CLASS_TO_LABEL, MODALITIES, WINDOW_OVERLAP, VolumePostProcessing, labels_to_classes,
+from core.train.augment import AugmentConfig, random_affine, warp
+from core.volumes.brats_model import (CLASS_TO_LABEL, MODALITIES, WINDOW_OVERLAP, VolumePostProcessing, labels_to_classes,
                               normalise_case, postprocess_labels, predict_classes, predict_classes_3d)
-from core.metrics import dice
+from core.imaging.metrics import dice
 from core.models.losses import dice_focal_loss
 from core.models.segmenters import build_segmenter
-from core.registry import record_model
+from core.serving.registry import record_model
 from core.train.common import (BestWeights, CosineWithinBudget, relative_to_repo, run_facts,
                                save_inference_model, set_batchnorm_momentum, set_seed, training_command)
-from core.volume import read_case_folder
+from core.volumes.case import read_case_folder
 
 REGIONS = config.BRATS_REGIONS
 GEOMETRY = AugmentConfig(rotation_deg=10.0, shift=0.05, zoom=0.1, brightness=(1.0, 1.0), hflip=True)
@@ -72,7 +72,7 @@ def case_split(root: Path, args: argparse.Namespace) -> tuple[list[Path], list[P
         train, val, test = split_cases(list_cases(root), args.test_cases, args.val_cases, args.seed)
         return train, val, [p.name for p in test], (f"by case, seed {args.seed}: test {len(test)} cases held out, "
                                                     f"val {len(val)}, train {len(train)}")
-    from core.registry import model_card
+    from core.serving.registry import model_card
 
     card = model_card(args.split_like)
     names = card.get("split_cases") or {}

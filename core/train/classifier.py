@@ -4,7 +4,7 @@
     python -m core.train.classifier --model resnet_compact --sources fourclass tcga_lgg brats \
         --init-from weights/resnet_compact.keras --epochs 12 --max-minutes 25
 
-With ``--sources`` (see :mod:`core.sources` and :mod:`core.train.multisource`) the training set
+With ``--sources`` (see :mod:`core.data.sources` and :mod:`core.train.multisource`) the training set
 is the train split of every named source, drawn balanced over source x class and augmented
 against acquisition shortcuts; inputs are normalised inside the head; the best epoch is the one
 whose *worst* validation cell (source x sequence) is best: the lowest of the 4-class accuracy and
@@ -27,12 +27,12 @@ import keras
 import numpy as np
 
 from core import config
-from core.augment import AcquisitionConfig, augment_image
-from core.classify import normalise_batch
-from core.datasets import load_classification, stratified_split
+from core.train.augment import AcquisitionConfig, augment_image
+from core.slices.classify import normalise_batch
+from core.data.datasets import load_classification, stratified_split
 from core.models.classifiers import CLASSIFIER_BUILDERS, MEMBER_BUILDERS, build_classifier
-from core.preprocess import NORMALISATIONS
-from core.registry import record_model
+from core.imaging.preprocess import NORMALISATIONS
+from core.serving.registry import record_model
 from core.train.common import (BestWeights, CosineWithinBudget, recalibrate_batchnorm, relative_to_repo,
                                run_facts, save_inference_model, set_batchnorm_momentum, set_seed, training_command,
                                warm_start)
@@ -188,8 +188,8 @@ def _compiled(args: argparse.Namespace):
 
 def train_multisource(args: argparse.Namespace) -> None:
     """``--sources``: balanced multi-source training, selected on the worst validation cell."""
-    from core.external import json_table
-    from core.sources import load_sources
+    from core.evaluation.external import json_table
+    from core.data.sources import load_sources
     from core.train.multisource import (BalancedBatches, SourceValidation, balanced_weights, ranking_score,
                                         selection_score, training_counts, validation_table)
 
@@ -224,7 +224,7 @@ def train_multisource(args: argparse.Namespace) -> None:
     card = _card(args, model, path, history, best, budget, origin, started,
                  on=" on several sources, balanced over source x class", fields={
         "sources": list(args.sources),
-        "data": "$BTD_DATA_DIR (" + ", ".join(args.sources) + "; see core/sources.py)",
+        "data": "$BTD_DATA_DIR (" + ", ".join(args.sources) + "; see core/data/sources.py)",
         "split": "4-class Training: stratified 85/15 train/val, seed 42, minus copies of held-out figshare slices; "
                  "tcga_lgg: folds 1-2 train, 3 val, 4 held out; BraTS: the shipped BraTS model's case split; "
                  "official Testing untouched",

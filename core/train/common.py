@@ -181,7 +181,7 @@ def warm_start(model: keras.Model, path: Path) -> dict[str, Any]:
     Returns its provenance for the new card: file, sha256 and, when the manifest beside it has
     the card of that exact file, the epochs, training command, log and config that produced it.
     """
-    from core.registry import file_sha256, load_manifest
+    from core.serving.registry import file_sha256, load_manifest
 
     source = keras.saving.load_model(path, compile=False)
     model.set_weights(source.get_weights())
@@ -218,7 +218,7 @@ def concatenate_logs(first: Path, second: Path, out: Path) -> int:
 
 def add_sampled_training_args(p: argparse.ArgumentParser, *, sources: list[str], epochs: int, samples: int, batch: int,
                               lr: float, name: str) -> None:
-    """The options every CLI that trains on catalogued sources (:mod:`core.sources`) with epochs of
+    """The options every CLI that trains on catalogued sources (:mod:`core.data.sources`) with epochs of
     ``--samples-per-epoch`` drawn slices shares, with that CLI's defaults."""
     from core import config
 

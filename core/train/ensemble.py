@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from core import config
-from core.classify import TTA_MODES, fuse_members, load_member, predict_members
-from core.datasets import load_classification, stratified_split
-from core.ensemble import StackingEnsemble, fit_temperature, out_of_fold_proba, soft_vote, softmax
-from core.metrics import expected_calibration_error
-from core.registry import record_model
+from core.slices.classify import TTA_MODES, fuse_members, load_member, predict_members
+from core.data.datasets import load_classification, stratified_split
+from core.slices.ensemble import StackingEnsemble, fit_temperature, out_of_fold_proba, soft_vote, softmax
+from core.imaging.metrics import expected_calibration_error
+from core.serving.registry import record_model
 from core.train.classifier import default_training_dir
 from core.train.common import relative_to_repo, run_facts, training_command
 
@@ -104,7 +104,7 @@ def _report(members: list, by_name: dict[str, np.ndarray], labels: np.ndarray) -
 
 
 def _multisource_held_out(members: list, sources: list[str], tta: str) -> HeldOut:
-    from core.sources import load_sources
+    from core.data.sources import load_sources
     from core.train.multisource import balanced_weights
 
     x_by_size, val = {}, None
@@ -144,11 +144,11 @@ def _fit(held: HeldOut, args: argparse.Namespace, combiner: str) -> tuple[Stacki
 
 def _coverage(sources: list[str], size: int, weights_dir: Path) -> dict:
     """Training counts per class x sequence x plane, the unlabelled ones estimated by the shipped
-    sequence/plane model when there is one (:func:`core.coverage.build_coverage`)."""
-    from core.acquisition import MODEL_NAME, AcquisitionModel
-    from core.coverage import build_coverage
+    sequence/plane model when there is one (:func:`core.slices.coverage.build_coverage`)."""
+    from core.slices.acquisition import MODEL_NAME, AcquisitionModel
+    from core.slices.coverage import build_coverage
     from core.errors import ModelUnavailable
-    from core.sources import load_sources
+    from core.data.sources import load_sources
 
     try:
         recogniser = AcquisitionModel.load(MODEL_NAME, weights_dir)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     extra: dict[str, Any] = {}
     if held.slices is not None:
-        from core.external import json_table
+        from core.evaluation.external import json_table
         from core.train.multisource import selection_score, validation_table
 
         table = validation_table(calibrated_oof, held.slices)

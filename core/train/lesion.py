@@ -2,7 +2,7 @@
 
     python -m core.train.lesion --base 16 --epochs 20 --max-minutes 40
 
-Data: every catalogued slice with a known mask (:mod:`core.sources`): figshare folds 1-2
+Data: every catalogued slice with a known mask (:mod:`core.data.sources`): figshare folds 1-2
 (validation fold 3), tcga_lgg folds 1-2 (fold 3), BraTS training cases in four sequences and
 three planes (validation cases), and the 4-class "no tumour" training images as tumour-free
 slices (its validation images). Each epoch draws ``--samples-per-epoch`` slices, half with
@@ -23,15 +23,15 @@ import keras
 import numpy as np
 
 from core import config
-from core.augment import AcquisitionConfig, augment_acquisition_pair
-from core.classify import normalise_batch
-from core.external import safe_auc, cells_of, json_table
-from core.lesion import MODEL_NAME, evidence_of
-from core.metrics import dice
+from core.train.augment import AcquisitionConfig, augment_acquisition_pair
+from core.slices.classify import normalise_batch
+from core.evaluation.external import safe_auc, cells_of, json_table
+from core.slices.lesion import MODEL_NAME, evidence_of
+from core.imaging.metrics import dice
 from core.models.losses import bce_dice_loss
 from core.models.segmenters import build_segmenter
-from core.registry import record_model
-from core.sources import SliceSet, load_sources
+from core.serving.registry import record_model
+from core.data.sources import SliceSet, load_sources
 from core.train.common import (BestWeights, CosineWithinBudget, add_sampled_training_args, run_facts,
                                save_inference_model, set_batchnorm_momentum, set_seed, training_command, warm_start)
 from core.train.multisource import WeightedDraws
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         "output": "tumour probability per pixel of the crop (sigmoid)",
         "classes": ["tumour"],
         "sources": args.sources,
-        "data": "$BTD_DATA_DIR (" + ", ".join(args.sources) + "; see core/sources.py)",
+        "data": "$BTD_DATA_DIR (" + ", ".join(args.sources) + "; see core/data/sources.py)",
         "split": "figshare folds 1-2 train, 3 val, 4 held out; tcga_lgg folds 1-2 / 3 / 4; BraTS: the shipped BraTS "
                  "model's case split; 4-class 'no tumour' images: its stratified 85/15 split",
         "training_counts": {f"{s}/{'tumour' if t else 'no tumour'}": int(n) for (s, t), n in

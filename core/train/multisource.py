@@ -4,7 +4,7 @@
   every source that has it the same share, so no source's look (skull or none, plane,
   sequence, scanner) predicts the class.
 * :class:`BalancedBatches` draws an epoch by those weights and augments each slice against
-  acquisition shortcuts (:func:`core.augment.augment_acquisition`) before the model's
+  acquisition shortcuts (:func:`core.train.augment.augment_acquisition`) before the model's
   normalisation.
 * :class:`SourceValidation` scores every validation cell (source x sequence) after each epoch and
   logs ``val_rank`` (:func:`ranking_score`: the lowest of the 4-class accuracy on the 4-class
@@ -21,10 +21,10 @@ import keras
 import numpy as np
 
 from core import config
-from core.augment import AcquisitionConfig, augment_acquisition
-from core.classify import normalise_batch
-from core.external import cell_table
-from core.sources import SliceSet
+from core.train.augment import AcquisitionConfig, augment_acquisition
+from core.slices.classify import normalise_batch
+from core.evaluation.external import cell_table
+from core.data.sources import SliceSet
 
 #: Metrics of a validation cell that the selection score takes the minimum over.
 SELECTION_METRICS: tuple[str, ...] = ("sensitivity", "specificity", "glioma_accuracy")

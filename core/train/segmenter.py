@@ -22,13 +22,13 @@ import keras
 import numpy as np
 
 from core import config
-from core.augment import augment_pair
-from core.datasets import list_segmentation, load_segmentation, patient_split
-from core.metrics import dice
+from core.train.augment import augment_pair
+from core.data.datasets import list_segmentation, load_segmentation, patient_split
+from core.imaging.metrics import dice
 from core.models.losses import bce_dice_loss, binary_dice_metric
 from core.models.segmenters import SEGMENTER_BUILDERS, build_segmenter
-from core.registry import record_model
-from core.segment import KEEP_RULES, PostProcessing, postprocess, rules_for_card
+from core.serving.registry import record_model
+from core.slices.segment import KEEP_RULES, PostProcessing, postprocess, rules_for_card
 from core.train.common import (BestWeights, CosineWithinBudget, relative_to_repo, run_facts,
                                concatenate_logs, save_inference_model, set_batchnorm_momentum, set_seed,
                                training_command, warm_start)

@@ -20,10 +20,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from core.augment import AcquisitionConfig
-from core.classify import normalise_batch
+from core.train.augment import AcquisitionConfig
+from core.slices.classify import normalise_batch
 from core.models.acquisition import probe_compact
-from core.sources import load_sources
+from core.data.sources import load_sources
 from core.train.common import CosineWithinBudget, set_seed
 from core.train.multisource import BalancedBatches, balanced_weights
 

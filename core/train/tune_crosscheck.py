@@ -3,10 +3,10 @@
     python -m core.train.tune_crosscheck [--max-false-alarm 0.05]
 
 Runs the shipped classifier on the classifier's validation slices of every source
-(:mod:`core.sources`: 4-class validation images, tcga_lgg fold 3, the BraTS validation cases'
+(:mod:`core.data.sources`: 4-class validation images, tcga_lgg fold 3, the BraTS validation cases'
 axial slices) and, on the slices it calls "no tumour", each candidate evidence model (the
 multi-source lesion detector on the crop, the ResUNet on the whole slice). For each it picks the
-rule (:func:`core.crosscheck.choose_rule`) that rescues the most tumour slices while flagging at
+rule (:func:`core.slices.crosscheck.choose_rule`) that rescues the most tumour slices while flagging at
 most ``--max-false-alarm`` of the tumour-free slices, and ships the model and rule that rescue
 more (ties: fewer false alarms). Writes ``weights/lesion_crosscheck.json`` and its card. The test patients are never used here; ``python -m core.evaluate external`` reports the
 rule's effect on them.
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from core import config
-from core.crosscheck import RULE_NAME, choose_rule, rule_figures
-from core.lesion_check import EVIDENCE_MODELS
-from core.registry import models_by, record_model
+from core.slices.crosscheck import RULE_NAME, choose_rule, rule_figures
+from core.slices.lesion_check import EVIDENCE_MODELS
+from core.serving.registry import models_by, record_model
 from core.train.common import run_facts, training_command
 
 
@@ -38,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from core.classify import Classifier
-    from core.external import crosscheck_inputs
+    from core.slices.classify import Classifier
+    from core.evaluation.external import crosscheck_inputs
 
     args = parse_args(argv)
     started = time.monotonic()
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         "rule": rule.to_json(),
         "model": model,
         "max_false_alarm": args.max_false_alarm,
-        "data": "validation patients of " + ", ".join(sources) + " (core/sources.py)",
+        "data": "validation patients of " + ", ".join(sources) + " (core/data/sources.py)",
         "split": "classifier validation split of every source; test patients untouched",
         "metrics": {"val": {"chosen": chosen, "per_source": best["per_source"],
                             "candidates": {m: {"rule": c["rule"].to_json(), **c["chosen"]}

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from core import config
-from core.datasets import list_segmentation, load_segmentation
-from core.registry import editing_manifest, load_keras_model, model_card
-from core.segment import rules_for_card
+from core.data.datasets import list_segmentation, load_segmentation
+from core.serving.registry import editing_manifest, load_keras_model, model_card
+from core.slices.segment import rules_for_card
 from core.train.segmenter import FIGSHARE_SPACING_MM, split_indices, tune_postprocessing
 
 

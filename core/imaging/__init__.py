@@ -1,0 +1,1 @@
+"""Pixel and mask maths: arrays in, arrays out (preprocessing, metrics, shape measures, overlays)."""

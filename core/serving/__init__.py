@@ -1,0 +1,1 @@
+"""Shipped models: the registry of cards and checksums, the LiteRT runtime, compact weights, export."""

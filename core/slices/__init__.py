@@ -1,0 +1,1 @@
+"""Analysing one slice: classification, ensemble, segmentation, Grad-CAM, checks, the pipeline, batches, reports."""

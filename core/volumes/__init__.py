@@ -1,0 +1,1 @@
+"""BraTS volumes: case reading, views, tumour regions, the volume model, meshes and figures."""

@@ -1,0 +1,80 @@
+"""The evaluation CLI: layouts, class subsets, RESULT lines, exit codes; real data when present."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.evaluation import cli as evaluate
+from synthetic_images import phantom, write_png
+
+
+def result_line(capsys) -> str:
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_classification_on_a_subset_of_classes_with_other_spellings(tmp_path, capsys):
+    for k in range(3):
+        write_png(tmp_path / "glioma_tumor" / f"g{k}.png", phantom(k)[0])
+        write_png(tmp_path / "no_tumor" / f"n{k}.png", phantom(10 + k)[0])
+    (tmp_path / "unrelated").mkdir()
+    out = tmp_path / "eval.json"
+    assert evaluate.main(["classification", "--data", str(tmp_path), "--json", str(out)]) == 0
+    line = result_line(capsys)
+    assert line.startswith("RESULT accuracy=") and line.endswith("n=6")
+    report = json.loads(out.read_text())["ensemble"]
+    assert set(report["per_class"]) == {"glioma", "notumor"}
+    assert len(report["confusion_matrix"]) == 4
+    assert sum(map(sum, report["confusion_matrix"])) == 6
+
+
+def test_segmentation_images_and_masks_layout(tmp_path, capsys):
+    for k in range(3):
+        image, mask = phantom(k)
+        write_png(tmp_path / "images" / f"case{k}.png", image)
+        write_png(tmp_path / "masks" / f"case{k}.png", (mask * 255).astype(np.uint8))
+    assert evaluate.main(["segmentation", "--data", str(tmp_path)]) == 0
+    line = result_line(capsys)
+    assert line.startswith("RESULT dice=") and "hd95_px=" in line and line.endswith("n=3")
+
+
+def test_segmentation_index_csv_layout_with_folds(tmp_path, capsys):
+    rows = ["image,mask,label,patient_id,fold"]
+    for k in range(4):
+        image, mask = phantom(k)
+        write_png(tmp_path / "img" / f"{k}.png", image)
+        write_png(tmp_path / "msk" / f"{k}.png", (mask * 255).astype(np.uint8))
+        rows.append(f"img/{k}.png,msk/{k}.png,glioma,p{k},{1 + k % 2}")
+    (tmp_path / "index.csv").write_text("\n".join(rows) + "\n")
+    assert evaluate.main(["segmentation", "--data", str(tmp_path), "--folds", "2"]) == 0
+    assert result_line(capsys).endswith("n=2")
+
+
+@pytest.mark.parametrize("task", ["classification", "segmentation"])
+def test_unusable_folders_exit_2_with_a_message(tmp_path, capsys, task):
+    (tmp_path / "nothing_here").mkdir()
+    assert evaluate.main([task, "--data", str(tmp_path)]) == evaluate.EXIT_BAD_INPUT
+    assert "error:" in capsys.readouterr().err
+    assert evaluate.main([task, "--data", str(tmp_path / "missing")]) == evaluate.EXIT_BAD_INPUT
+
+
+def test_official_testing_split_accuracy(data_root, capsys):
+    """The shipped ensemble on the official Testing split (1311 images) scores what the committed
+    artifacts and the README say (0.9519 since the multi-source retraining; the 0.99 target is not met,
+    see the README), and stays above the floor below which a change would be a regression."""
+    import json
+
+    from core import config
+
+    testing = data_root / "brain_mri_4class" / "Testing"
+    assert evaluate.main(["classification", "--data", str(testing)]) == 0
+    line = result_line(capsys)
+    fields = dict(kv.split("=") for kv in line.split()[1:])
+    assert fields["n"] == "1311"
+    committed = json.loads((config.WEIGHTS_DIR / "eval" / "comparison.json").read_text())
+    official = committed["models"]["stacking_ensemble"]["metrics"]["official"]["accuracy"]
+    assert abs(float(fields["accuracy"]) - official) <= 0.002
+    assert float(fields["accuracy"]) >= 0.95

@@ -1,0 +1,91 @@
+"""core.slices.acquisition: reading the sequence/plane model's output (argmax, confidences, "unsure"
+below CONFIDENT, labels); plus one small end-to-end run of ``core.train.acquisition`` on a
+synthetic data folder (``test_cli_end_to_end_*``: imports TensorFlow, 15-30 s)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import synthetic_sources as syn
+from core.slices.acquisition import CONFIDENT, Acquisition, from_probabilities
+from core.data.sources import PLANES, SEQUENCES
+
+
+def row(seq: list[float], plane: list[float]) -> np.ndarray:
+    return np.array(seq + plane, dtype=np.float32)
+
+
+def test_from_probabilities_argmax_and_confidences():
+    probs = np.stack([row([0.1, 0.2, 0.6, 0.1], [0.7, 0.2, 0.1]),      # t2 axial
+                      row([0.05, 0.05, 0.1, 0.8], [0.1, 0.1, 0.8]),    # flair sagittal
+                      row([0.3, 0.4, 0.2, 0.1], [0.2, 0.5, 0.3])])     # t1ce coronal, both unsure
+    a, b, c = from_probabilities(probs)
+    assert (a.sequence, a.plane, a.sequence_confidence, a.plane_confidence) == ("t2", "axial", 0.6, 0.7)
+    assert (b.sequence, b.plane) == ("flair", "sagittal") and b.label() == "sagittal FLAIR"
+    assert (c.sequence, c.plane) == ("t1ce", "coronal") and c.label() == "coronal T1-CE"
+    assert a.label() == "axial T2"
+    assert a.sequence_probabilities == {"t1": 0.1, "t1ce": 0.2, "t2": 0.6, "flair": 0.1}
+    assert a.plane_probabilities == {"axial": 0.7, "coronal": 0.2, "sagittal": 0.1}
+    assert list(a.sequence_probabilities) == list(SEQUENCES) and list(a.plane_probabilities) == list(PLANES)
+    assert from_probabilities(np.zeros((0, 7))) == []
+
+
+def test_confidence_threshold_and_text():
+    assert CONFIDENT == 0.6
+    at, = from_probabilities(row([0.1, 0.2, 0.6, 0.1], [0.7, 0.2, 0.1])[None])
+    assert at.confident                                               # exactly CONFIDENT counts
+    assert at.text() == "axial T2 (sequence 0.60, plane 0.70)"
+    below, = from_probabilities(row([0.1, 0.2, 0.59, 0.11], [0.9, 0.05, 0.05])[None])
+    assert not below.confident and below.text().endswith(", unsure)") and "unsure" in below.text()
+    plane_unsure, = from_probabilities(row([0.97, 0.01, 0.01, 0.01], [0.5, 0.45, 0.05])[None])
+    assert not plane_unsure.confident
+    assert plane_unsure.text() == "axial T1 (sequence 0.97, plane 0.50, unsure)"
+    sure, = from_probabilities(row([0.01, 0.01, 0.01, 0.97], [0.02, 0.02, 0.96])[None])
+    assert sure.confident and "unsure" not in sure.text()
+
+
+def test_to_json_is_serialisable_and_complete():
+    acq, = from_probabilities(row([0.1, 0.2, 0.6, 0.1], [0.3, 0.3, 0.4])[None])
+    data = acq.to_json()
+    assert data["label"] == "sagittal T2" and data["confident"] is False and data["plane_confidence"] == 0.4
+    assert json.loads(json.dumps(data))["sequence_probabilities"]["t2"] == 0.6
+    assert isinstance(acq, Acquisition)
+
+
+# --------------------------------------------------------------------------- end-to-end CLI (slow)
+
+
+def test_cli_end_to_end_acquisition_training(tmp_path, monkeypatch):
+    """SLOW (end-to-end, ~20 s on 2 cores): ``python -m core.train.acquisition`` for one tiny epoch on
+    the synthetic BraTS and tcga_lgg slices; checks the card's outputs layout and metrics."""
+    keras = pytest.importorskip("keras")
+    from core.train import acquisition as train_acquisition
+
+    tree = syn.build_tree(tmp_path / "data")
+    syn.isolate(monkeypatch, tree, tmp_path / "cache", tmp_path / "weights")
+    out = tmp_path / "out"
+    train_acquisition.main(["--sources", "brats", "tcga_lgg", "--size", "32", "--epochs", "1",
+                            "--samples-per-epoch", "64", "--batch", "16", "--workers", "1", "--out", str(out)])
+    card = json.loads((out / "manifest.json").read_text())["models"]["sequence_plane"]
+    assert card["task"] == "acquisition" and card["input"]["normalisation"] == "head"
+    assert card["outputs"]["sequences"] == list(SEQUENCES) and card["outputs"]["planes"] == list(PLANES)
+    assert "sequence softmax then plane softmax" in card["outputs"]["layout"]
+    # train split: one BraTS case (3 planes x 4 sequences x 10 slices) and tcga_lgg folds 1-2 (axial)
+    counts = card["training_counts"]
+    assert counts["brats/flair/coronal"] == 10 and counts["tcga_lgg/t1ce/axial"] == 4
+    assert sum(counts.values()) == 120 + 12 and not any(k.startswith("fourclass") for k in counts)
+    for split, n in (("val", {"brats": 120, "tcga_lgg": 9}), ("test", {"brats": 120, "tcga_lgg": 15})):
+        report = card["metrics"][split]
+        assert set(report) == {"brats", "tcga_lgg"}
+        for source, figures in report.items():
+            assert set(figures) == {"sequence", "plane", "n"} and figures["n"] == n[source]
+            assert 0.0 <= figures["sequence"] <= 1.0 and 0.0 <= figures["plane"] <= 1.0
+    assert card["epochs"] == 1 and card["best_epoch"] == 1
+    model = keras.saving.load_model(out / card["file"], compile=False)
+    probs = np.asarray(model(np.zeros((3, 32, 32, 1), np.float32), training=False))
+    assert probs.shape == (3, len(SEQUENCES) + len(PLANES))
+    np.testing.assert_allclose(probs[:, :4].sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probs[:, 4:].sum(1), 1.0, atol=1e-5)
+    assert len(from_probabilities(probs)) == 3

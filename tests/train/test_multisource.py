@@ -1,0 +1,160 @@
+"""core.train.multisource: balanced sampling weights, the selection score, the balanced batch
+sequence and training counts; plus one small end-to-end run of the multi-source classifier CLI
+on a synthetic data folder (``test_cli_end_to_end_*``: imports TensorFlow, 15-30 s)."""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+import synthetic_sources as syn
+from core import config
+from core.data.sources import SliceRef, SliceSet
+
+multisource = pytest.importorskip("core.train.multisource")
+
+
+def _slices(spec: list[tuple[str, str, str, str, int]]) -> SliceSet:
+    """``(label, source, sequence, plane, count)`` rows -> a SliceSet of distinct tiny phantoms."""
+    refs, images = [], []
+    for label, source, sequence, plane, count in spec:
+        for _ in range(count):
+            k = len(refs)
+            refs.append(SliceRef(source, "train", label, f"p{k % 3}", sequence, plane, f"r{k}"))
+            rr, cc = np.mgrid[:24, :24]
+            disc = (rr - 12) ** 2 + (cc - 12) ** 2 <= 81
+            images.append(np.where(disc, 60 + 7 * (k % 20), 0).astype(np.uint8))
+    return SliceSet(refs, np.stack(images))
+
+
+SPEC = [("glioma", "tcga_lgg", "flair", "axial", 6), ("glioma", "brats", "t2", "coronal", 2),
+        ("glioma", "fourclass", "unknown", "unknown", 1), ("notumor", "tcga_lgg", "t1", "axial", 3),
+        ("notumor", "brats", "t1", "sagittal", 10), ("meningioma", "fourclass", "unknown", "unknown", 5)]
+
+
+def test_balanced_weights_equal_classes_then_sources_then_slices():
+    s = _slices(SPEC)
+    w = multisource.balanced_weights(s)
+    assert w.shape == (len(s),) and (w > 0).all() and w.sum() == pytest.approx(1.0)
+    by_class, by_cell = defaultdict(float), defaultdict(list)
+    for ref, weight in zip(s.refs, w):
+        by_class[ref.label] += weight
+        by_cell[(ref.label, ref.source)].append(weight)
+    assert by_class == pytest.approx({"glioma": 1 / 3, "notumor": 1 / 3, "meningioma": 1 / 3})
+    assert sum(by_cell[("glioma", "tcga_lgg")]) == pytest.approx(1 / 9)      # three sources share glioma
+    assert sum(by_cell[("glioma", "fourclass")]) == pytest.approx(1 / 9)     # one slice weighs as six
+    assert sum(by_cell[("notumor", "brats")]) == pytest.approx(1 / 6)
+    assert sum(by_cell[("meningioma", "fourclass")]) == pytest.approx(1 / 3)
+    for weights in by_cell.values():                                        # equal within a cell
+        assert np.ptp(weights) < 1e-15
+
+
+def test_selection_score_is_the_worst_relevant_figure():
+    nan = float("nan")
+    table = {
+        "fourclass/unknown": {"source": "fourclass", "accuracy": 0.9, "sensitivity": 0.1, "specificity": 0.1,
+                              "glioma_accuracy": 0.05},
+        "tcga_lgg/flair": {"source": "tcga_lgg", "accuracy": 0.2, "sensitivity": 0.8, "specificity": 0.7,
+                           "glioma_accuracy": 0.95},
+        "brats/t2": {"source": "brats", "accuracy": 0.3, "sensitivity": 0.85, "specificity": nan,
+                     "glioma_accuracy": 0.6},
+    }
+    # fourclass counts by accuracy only, the others by sensitivity/specificity/glioma accuracy; NaN skipped
+    assert multisource.selection_score(table) == pytest.approx(0.6)
+    table["brats/t2"]["glioma_accuracy"] = 0.99
+    assert multisource.selection_score(table) == pytest.approx(0.7)
+    table["fourclass/unknown"]["accuracy"] = 0.5
+    assert multisource.selection_score(table) == pytest.approx(0.5)
+    assert np.isnan(multisource.selection_score({}))
+    assert np.isnan(multisource.selection_score({"brats/t1": {"source": "brats", "sensitivity": nan}}))
+
+
+def test_balanced_batches_shapes_values_labels_and_determinism():
+    s = _slices(SPEC)
+    labels, weights = s.labels(), multisource.balanced_weights(s)
+
+    def make(seed):
+        return multisource.BalancedBatches(s.x, labels, weights, batch=8, samples_per_epoch=36, seed=seed,
+                                           normalisation="head")
+
+    batches = make(4)
+    assert len(batches) == 4                                       # 36 // 8 full batches
+    x, y = batches[1]
+    assert x.shape == (8, 24, 24, 1) and x.dtype == np.float32
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    assert (x.reshape(8, -1).max(1) > 0.99).all()                  # head normalisation saturates each slice
+    assert y.shape == (8, len(config.CLASS_NAMES)) and set(np.unique(y)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(y.sum(1), 1)
+    np.testing.assert_array_equal(y.argmax(1), labels[batches.order[8:16]])
+    again = make(4)
+    for k in range(len(batches)):
+        np.testing.assert_array_equal(batches[k][0], again[k][0])
+        np.testing.assert_array_equal(batches[k][1], again[k][1])
+    assert not np.array_equal(make(5)[0][0], batches[0][0])
+    first = batches.order.copy()
+    batches.on_epoch_end()
+    assert batches.epoch == 1 and not np.array_equal(first, batches.order)
+
+
+def test_balanced_batches_draw_by_the_weights():
+    s = _slices(SPEC)
+    only_meningioma = np.array([r.label == "meningioma" for r in s.refs], float)
+    batches = multisource.BalancedBatches(s.x, s.labels(), only_meningioma / only_meningioma.sum(), batch=16,
+                                          samples_per_epoch=32, seed=0, normalisation="unit")
+    _, y = batches[0]
+    assert (y.argmax(1) == config.CLASS_NAMES.index("meningioma")).all()
+    # with the balanced weights the three classes come out in about equal thirds
+    many = multisource.BalancedBatches(s.x, s.labels(), multisource.balanced_weights(s), batch=300,
+                                       samples_per_epoch=3000, seed=1, normalisation="unit")
+    shares = Counter(s.labels()[many.order])
+    for label in ("glioma", "notumor", "meningioma"):
+        assert abs(shares[config.CLASS_NAMES.index(label)] / 3000 - 1 / 3) < 0.04
+
+
+def test_training_counts_rows():
+    s = _slices(SPEC + [("glioma", "tcga_lgg", "flair", "axial", 2)])
+    rows = multisource.training_counts(s)
+    assert sum(r["n"] for r in rows) == len(s)
+    assert {"class": "glioma", "source": "tcga_lgg", "sequence": "flair", "plane": "axial", "n": 8} in rows
+    keys = [(r["class"], r["source"], r["sequence"], r["plane"]) for r in rows]
+    assert keys == sorted(keys) and len(keys) == len(set(keys)) == 6
+
+
+# --------------------------------------------------------------------------- end-to-end CLI (slow)
+
+
+def test_cli_end_to_end_multisource_classifier(tmp_path, monkeypatch):
+    """SLOW (end-to-end, ~30 s on 2 cores): ``python -m core.train.classifier --sources ...`` for one
+    tiny epoch on the synthetic folder; checks the card and that the saved model loads."""
+    import keras
+
+    from core.train import classifier
+
+    tree = syn.build_tree(tmp_path / "data")
+    syn.isolate(monkeypatch, tree, tmp_path / "cache", tmp_path / "weights")
+    out = tmp_path / "out"
+    classifier.main(["--model", "resnet_compact", "--sources", "fourclass", "tcga_lgg", "brats", "--size", "32",
+                     "--epochs", "1", "--samples-per-epoch", "64", "--batch", "16", "--workers", "1",
+                     "--out", str(out)])
+    card = json.loads((out / "manifest.json").read_text())["models"]["resnet_compact"]
+    assert card["sources"] == ["fourclass", "tcga_lgg", "brats"]
+    assert card["input"]["normalisation"] == "head" and card["input"]["size"] == 32
+    rows = card["training_counts"]
+    assert sum(r["n"] for r in rows) == 34 + 12 + 120              # train splits of the three sources
+    assert {(r["source"], r["class"]) for r in rows} >= {("brats", "glioma"), ("brats", "notumor"),
+                                                        ("tcga_lgg", "glioma"), ("fourclass", "pituitary")}
+    assert {r["plane"] for r in rows if r["source"] == "brats"} == {"axial", "coronal", "sagittal"}
+    val = card["metrics"]["val"]
+    assert 0.0 <= val["worst"] <= 1.0 and val["n"] == 6 + 9 + 120
+    assert set(val["cells"]) == {"fourclass/unknown", "tcga_lgg/t1", "tcga_lgg/t1ce", "tcga_lgg/flair",
+                                 "brats/t1", "brats/t1ce", "brats/t2", "brats/flair"}
+    assert card["epochs"] == 1 and (out / "logs" / "resnet_compact.csv").is_file()
+    model = keras.saving.load_model(out / card["file"], compile=False)
+    probs = np.asarray(model(np.zeros((2, 32, 32, 1), np.float32), training=False))
+    assert probs.shape == (2, 4) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    from core.serving.registry import file_sha256
+
+    assert file_sha256(out / card["file"]) == card["sha256"]
+    assert not any((tmp_path / "weights").iterdir())              # nothing written to the weights folder
