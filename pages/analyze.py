@@ -15,23 +15,25 @@ import streamlit as st
 
 from core import config
 from core.data import examples as bundled_examples
-from core.data.datasets import read_mask
 from core.errors import InputError
 from core.slices.findings import (evidence_who, is_shown_apart, lesion_figures, outline_caption, possible_lesion_text,
                            shows_lesion_outline)
 from core.slices.gradcam import AVERAGE
 from core.data.heldout import HeldOutImage
 from core.trust.guard import check_slice
-from core.readers.slice import SUPPORTED_EXTENSIONS, Slice, inspect_slice_source, read_slice
+from core.readers.decoded import Slice
+from core.readers.detect import SUPPORTED_EXTENSIONS
+from core.readers.slice import inspect_slice_source, read_slice
 from core.imaging.morphology import feature_table
 from core.slices.pipeline import AnalysisOptions, SliceResult
 from core.slices.report import build_report, download_stem, features_csv, mask_png_bytes, png_bytes, report_json, report_pdf
 from core.slices.inference_queue import ServingTimeout
 from core.imaging.viz import EXPERT_COLOUR, draw_outline, overlay_heatmap, overlay_mask
 from ui.charts import probability_chart
-from ui.heldout import HELD_OUT_SOURCE, apply_request, choose_held_out, show_ground_truth
+from ui.heldout import HELD_OUT_SOURCE, choose_held_out, select_handed_over_image, show_ground_truth
 from ui.navigation import ensure_app_navigation
-from ui.resources import analyzer_or_error, sample_catalogue, sample_bytes
+from ui.resources import analyzer_or_error, example_list, example_mask, sample_catalogue, sample_bytes
+from ui.spacing import SPACING_KEY, spacing_button
 from ui.state import forget_upload, kept, kept_upload
 from ui.trust import (calibration_note, show_acquisition, show_caution, show_coverage, show_guard,
                       show_possible_lesion, show_training_match)
@@ -73,29 +75,6 @@ class Chosen:
     truth: Truth | None = None
 
 
-@st.cache_data(show_spinner=False)
-def example_list() -> list[bundled_examples.Example]:
-    """The real slices bundled in ``sample_data/`` (``SOURCES.csv``); user-independent."""
-    return bundled_examples.bundled()
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def example_mask(relative: str) -> np.ndarray:
-    return read_mask(config.SAMPLE_DIR / relative)
-
-
-def _use_spacing(spacing_mm: float) -> None:
-    st.session_state["an_spacing"] = spacing_mm
-
-
-def spacing_button(spacing_mm: float, key: str, note: str) -> None:
-    """A caption on the dataset's pixel spacing and a button that types it into the sidebar override."""
-    left, right = st.columns([3, 1], vertical_alignment="center")
-    left.caption(note)
-    right.button(f"Measure at {spacing_mm} mm/pixel", key=key, on_click=_use_spacing, args=(spacing_mm,),
-                 help="Sets the sidebar's pixel spacing override.")
-
-
 def choose_example() -> Chosen | None:
     found = example_list()
     if not found:
@@ -125,7 +104,8 @@ def choose_example() -> Chosen | None:
     return Chosen((config.SAMPLE_DIR / example.file).read_bytes(), example.file.rsplit("/", 1)[-1], truth=truth)
 
 
-def choose_upload() -> Chosen | None:
+def choose_uploaded_slice() -> Chosen | None:
+    """The slice uploader; the uploaded (or kept) file, ``None`` without one."""
     files, remembered = kept_upload("an_upload", lambda: st.file_uploader(
         "MRI slice: PNG, JPEG, TIFF, BMP, DICOM, or NIfTI (.nii / .nii.gz)",
         type=list(SUPPORTED_EXTENSIONS), key="an_upload"))
@@ -154,7 +134,7 @@ def choose_synthetic() -> Chosen | None:
 
 def choose_input() -> Chosen | None:
     """The chosen input, or ``None`` until there is one."""
-    handed_over = apply_request()
+    handed_over = select_handed_over_image()
     if handed_over:
         st.warning(handed_over)
     source = st.radio("Input", SOURCES, horizontal=True, key=kept("an_source", EXAMPLE_SOURCE, SOURCES),
@@ -162,7 +142,7 @@ def choose_input() -> Chosen | None:
                            "image: a real scan from the public data folder (`BTD_DATA_DIR`) that the models were "
                            "not trained on, with its true class (and expert mask).")
     if source == UPLOAD_SOURCE:
-        return choose_upload()
+        return choose_uploaded_slice()
     if source == HELD_OUT_SOURCE:
         picked = choose_held_out()
         if picked is None:
@@ -208,7 +188,7 @@ def sidebar_options(slice_: Slice | None) -> tuple[AnalysisOptions, str, float]:
         elif slice_ is not None:
             st.caption("The file states no pixel spacing: measurements will be in pixels unless you enter it.")
         typed = st.number_input("Pixel spacing override (mm, 0 = use the file's)", min_value=0.0, max_value=10.0,
-                                step=0.05, format="%.3f", key=kept("an_spacing", 0.0))
+                                step=0.05, format="%.3f", key=kept(SPACING_KEY, 0.0))
         anyway = st.checkbox("Segment even when no tumour is found", key=kept("an_anyway", False))
         style = st.radio("Overlay", OVERLAY_STYLES, key=kept("an_style", OVERLAY_STYLES[0], OVERLAY_STYLES))
         opacity = st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=kept("an_opacity", 0.4))

@@ -13,7 +13,7 @@ from core.data import examples as bundled_examples
 from core.slices.acquisition import CONFIDENT
 from core.evaluation.comparison_figures import confusion_figure
 from core.data.datasets import read_mask
-from core.readers.slice import SUPPORTED_EXTENSIONS
+from core.readers.detect import SUPPORTED_EXTENSIONS
 from core.slices.pipeline import AnalysisOptions
 from ui.heldout import choose_held_out_sample
 from ui.navigation import ensure_app_navigation

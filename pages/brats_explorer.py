@@ -3,9 +3,7 @@ shipped model's segmentation beside the expert one. A thin view over core.volume
 and core.volumes.brats_model; everything derived from a user's case lives in st.session_state."""
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -15,12 +13,16 @@ from core import config
 
 from core.serving import registry
 from core.volumes import figures as vv
-from core.volumes.brats_model import VolumeSegmenter, available_models, card_dims, model_problem, shipped_name
+from core.serving.registry import card_dims
+from core.volumes.brats_model import available_models, model_problem, shipped_name
 from core.errors import InputError, ModelUnavailable
-from core.volumes.case import (MAX_CASE_BYTES, MODALITIES, MODALITY_NAMES, PLANES, Case, compare_to_truth,
-                         prediction_nifti, read_case, read_case_folder, window_presets)
+from core.volumes.case import MAX_CASE_BYTES, MODALITIES, MODALITY_NAMES, Case, read_case, read_case_folder
+from core.volumes.nifti_export import prediction_nifti
+from core.volumes.regions import compare_to_truth
+from core.volumes.views import PLANES, window_presets
 from ui.handoff import BRATS_REQUEST, take
 from ui.navigation import ensure_app_navigation
+from ui.resources import brats_samples, load_segmenter
 from ui.state import STORE, kept, remember
 
 ensure_app_navigation()
@@ -42,23 +44,7 @@ st.write("Walk through a four-modality glioma MRI case (FLAIR, T1, T1ce, T2): ne
          "the expert one.")
 
 
-# ----------------------------------------------------------------------------- cached, user-independent
-@st.cache_resource(show_spinner="Loading the BraTS model (first use only)…", max_entries=2)
-def load_segmenter(weights_dir: str, name: str, sha256: str) -> VolumeSegmenter:
-    """The BraTS model ``name`` (checksum verified); ``sha256`` keys the cache so a retrained model reloads."""
-    return VolumeSegmenter.load(name, Path(weights_dir))
-
-
-@st.cache_data(show_spinner=False)
-def brats_samples() -> dict[str, str]:
-    """Synthetic BraTS cases in sample_data/manifest.json: ``{name: description}``."""
-    path = config.SAMPLE_DIR / "manifest.json"
-    if not path.is_file():
-        return {}
-    files = json.loads(path.read_text()).get("files", [])
-    return {f["name"]: f["description"] for f in files if f.get("kind") == "brats_case"}
-
-
+# ----------------------------------------------------------------------------- choosing a case
 def public_cases() -> list[str]:
     """Case folders of the public BraTS data (``data_dir()/brats``), empty when absent."""
     root = config.data_dir()
@@ -68,10 +54,11 @@ def public_cases() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-# ----------------------------------------------------------------------------- choosing a case
 def choose_source() -> tuple[Any, Callable[[], Case], str] | None:
     """``(key, reader, kind)`` of the chosen case; ``None`` until there is something to read."""
-    apply_request()
+    problem = select_handed_over_case()
+    if problem:
+        st.warning(problem)
     options = ["sample"] + (["public"] if public_cases() else []) + ["upload"]
     source = st.radio("Case", options, format_func=SOURCES.get, horizontal=True,
                       key=kept("bx_source", "sample", options))
@@ -87,24 +74,29 @@ def choose_source() -> tuple[Any, Callable[[], Case], str] | None:
         cases = public_cases()
         name = st.selectbox("Case from the data folder", cases, key=kept("bx_public", cases[0], cases))
         return ("public", name), lambda: read_case_folder(config.data_dir() / "brats" / name), "public"
-    return choose_upload()
+    return choose_uploaded_case()
 
 
-def apply_request() -> None:
-    """Select a public case handed over by another page (and segment it on arrival when asked)."""
+def select_handed_over_case() -> str | None:
+    """Select the public case handed over by another page (and ask to segment it on arrival).
+
+    Call before the case widgets are drawn. Returns why the hand-off failed, or ``None`` (also when
+    nothing was handed over); the caller shows it.
+    """
     request = take(BRATS_REQUEST)
     if not request:
-        return
+        return None
     if request.get("case") not in public_cases():
-        st.warning(f"Case {request.get('case')} is not in the public data folder (`BTD_DATA_DIR`/brats).")
-        return
+        return f"Case {request.get('case')} is not in the public data folder (`BTD_DATA_DIR`/brats)."
     remember("bx_source", "public")
     remember("bx_public", request["case"])
     if request.get("segment"):
         st.session_state["bx_autosegment"] = request["case"]
+    return None
 
 
-def choose_upload() -> tuple[Any, Callable[[], Case], str] | None:
+def choose_uploaded_case() -> tuple[Any, Callable[[], Case], str] | None:
+    """Upload widgets for a case; ``(key, reader, "upload")`` of the uploaded (or kept) case, ``None`` without one."""
     modes = ["Files or one .zip", "A folder"]
     mode = st.radio("Upload", modes, horizontal=True, key=kept("bx_upload_mode", modes[0], modes))
     help_text = (f"The four modalities (+ optional label map) as .nii / .nii.gz, or one .zip; at most "

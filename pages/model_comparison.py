@@ -11,8 +11,9 @@ from core import config
 
 from core.evaluation import comparison, external_view
 from core.evaluation import comparison_figures as figs
-from core.evaluation.comparison import ARTIFACTS_COMMAND, SPLITS, ArtifactMissing, display_name
+from core.evaluation.comparison import ARTIFACTS_COMMAND, SPLITS, display_name
 from core.evaluation.reported import SOURCES, reported_table
+from ui.comparison_artifacts import detail_of, external_of, log_of, predictions_of, summary_of
 from ui.handoff import BRATS_REQUEST, hand_over
 from ui.heldout import no_data_help, offer_analysis
 from ui.navigation import ensure_app_navigation
@@ -32,58 +33,13 @@ st.write("Why this ensemble, why ResUNet, and how sure are these numbers? Every 
 st.caption("The numbers come from the project's saved evaluation results; nothing is trained or evaluated when "
            "this page opens. Each tab's *Reproduce* section lists the commands that produce them.")
 
-
-# ----------------------------------------------------------------------------- artifacts (cached)
-def _mtime(path: Path) -> float:
-    return path.stat().st_mtime if path.is_file() else 0.0
-
-
-@st.cache_data(show_spinner=False)
-def read_summary(folder: str, mtime: float) -> dict:
-    return comparison.load_summary(Path(folder))
-
-
-@st.cache_data(show_spinner=False)
-def read_detail(folder: str, entry: dict, mtime: float) -> dict:
-    return comparison.load_detail(entry, Path(folder))
-
-
-@st.cache_data(show_spinner=False)
-def read_predictions(folder: str, entry: dict, mtime: float) -> pd.DataFrame:
-    return comparison.load_predictions(entry, Path(folder))
-
-
-@st.cache_data(show_spinner=False)
-def read_log(folder: str, entry: dict, mtime: float) -> pd.DataFrame | None:
-    return comparison.load_log(entry, Path(folder))
-
-
-def detail_of(folder: Path, entry: dict) -> dict | None:
-    try:
-        return read_detail(str(folder), entry, _mtime(folder / (entry.get("detail") or "")))
-    except ArtifactMissing as err:
-        st.warning(str(err))
-        return None
-
-
-def predictions_of(folder: Path, entry: dict) -> pd.DataFrame | None:
-    try:
-        return read_predictions(str(folder), entry, _mtime(folder / entry["predictions"]["file"]))
-    except (ArtifactMissing, KeyError, TypeError) as err:
-        st.warning(f"No per-image predictions for {entry['name']}: {err}")
-        return None
-
-
-def log_of(entry: dict) -> pd.DataFrame | None:
-    return read_log(str(FOLDER), entry, _mtime(FOLDER / (entry.get("log") or "")))
-
-
+# ----------------------------------------------------------------------------- artifacts (cached in ui.comparison_artifacts)
 FOLDER = comparison.eval_dir()
 if not (FOLDER / "comparison.json").is_file():
     st.warning(f"No model-comparison artifacts in `{FOLDER}`. Write them with `{ARTIFACTS_COMMAND}` "
                "(needs the public datasets: set `BTD_DATA_DIR`), or point `BTD_EVAL_DIR` at a folder that has them.")
     st.stop()
-summary = read_summary(str(FOLDER), _mtime(FOLDER / "comparison.json"))
+summary = summary_of(FOLDER)
 MODELS = summary["models"]
 
 
@@ -202,13 +158,13 @@ def reproduce(task: str, extra: list[tuple[str, str]] = ()) -> None:
 
 def show_curves(name: str) -> None:
     entry = MODELS[name]
-    log = log_of(entry)
+    log = log_of(FOLDER, entry)
     if log is not None:
         st.plotly_chart(figs.curves_figure(log, f"Training curves of {display_name(name, entry)}"),
                         key=f"mc_curves_{name}")
         return
     members = entry.get("members") or []
-    logs = {m: log_of(MODELS[m]) for m in members if m in MODELS}
+    logs = {m: log_of(FOLDER, MODELS[m]) for m in members if m in MODELS}
     logs = {m: lg for m, lg in logs.items() if lg is not None}
     column = "val_accuracy" if entry["task"] == "classification" else "val_dice"
     if logs:
@@ -394,11 +350,6 @@ with tabs[4]:
                        "Points below the diagonal are over-confident bins; 15 equal-width bins of the top probability.")
 
 # ----------------------------------------------------------------------------- other sources
-@st.cache_data(show_spinner=False)
-def read_external(folder: str, split: str, mtime: float) -> dict | None:
-    return external_view.load(Path(folder), split)
-
-
 def shipped_versions() -> dict[str, str]:
     """``{model: sha256}`` of the weights shipped now (empty when the manifest cannot be read)."""
     from core.serving.registry import load_manifest
@@ -442,7 +393,7 @@ def show_external() -> None:
              "Any tumour class counts as *tumour*: **sensitivity** is the share of tumour slices called tumour, "
              "**specificity** the share of tumour-free slices called tumour-free.")
     split = external_split()
-    report = read_external(str(FOLDER), split, _mtime(FOLDER / external_view.FILES[split])) if split else None
+    report = external_of(FOLDER, split)
     if report is None:
         st.info("Results on other sources are not available for these models yet.", icon=":material/info:")
         return

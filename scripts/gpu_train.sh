@@ -12,7 +12,7 @@
 # the budget of the four original backbones, so their stacking ensemble can follow within the lease;
 # SEG_EPOCHS (default 150) caps the segmenters' epochs. Each comparison backbone (and the stacking
 # ensemble) then writes its evaluation artifacts to RUNS/eval/<job>/ (a copy of weights/eval;
-# latency is timed on the CPU afterwards by core.evaluation.cli artifacts). JOBs default to all 2D jobs.
+# latency is timed on the CPU afterwards by python -m core.evaluate artifacts). JOBs default to all 2D jobs.
 # scripts/gpu_collect.sh waits for them and packs the results.
 #
 # Measured on an H100 (2026-11-25): with 14 trainings at once, XLA's first epoch took 200-525 s

@@ -1,4 +1,9 @@
-"""Shared fixtures: real-data locations (skipped cleanly when absent) and loaded models."""
+"""Shared fixtures: real-data locations (skipped cleanly when absent) and loaded models.
+
+Every test that asks for the ``data_root`` fixture, directly or through another fixture, is marked
+``realdata`` here, so ``-m "not realdata"`` leaves out all of them; tests that look the data up
+themselves carry the mark explicitly. ``browser`` and ``slow`` are set in the test files.
+"""
 from __future__ import annotations
 
 import os
@@ -11,6 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("BTD_PRELOAD", "0")
 
 from core import config  # noqa: E402
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``realdata`` every test that depends on the ``data_root`` fixture."""
+    for item in items:
+        if "data_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realdata)
 
 
 @pytest.fixture(scope="session")

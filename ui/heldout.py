@@ -20,6 +20,7 @@ from core.imaging.metrics import dice
 from core.slices.pipeline import SliceResult
 from core.imaging.viz import overlay_mask
 from ui.handoff import ANALYSE_REQUEST, hand_over, take
+from ui.spacing import spacing_button
 from ui.state import kept
 
 ALL_CLASSES = "all classes"
@@ -29,7 +30,12 @@ HELD_OUT_SOURCE = "Held-out public image"
 
 @st.cache_data(show_spinner="Listing the held-out images…")
 def cached_images(which: str, data_dir: str) -> list[HeldOutImage]:
-    """:func:`core.data.heldout.held_out_images` of one set, cached per data folder."""
+    """:func:`core.data.heldout.held_out_images` of one set, cached per set and data folder.
+
+    The lists hold paths and labels only (nothing of a user), so every session shares them; one entry
+    per (set, folder), kept as long as the server process (no ``ttl``, no ``max_entries``: there are two
+    sets and normally one folder).
+    """
     from pathlib import Path
 
     return held_out_images(which, Path(data_dir))
@@ -71,10 +77,11 @@ def offer_analysis(dataset: str, relatives: list[str], key: str) -> None:
         hand_over("pages/analyze.py", ANALYSE_REQUEST, {"set": which, "relative": chosen})
 
 
-def apply_request() -> str | None:
-    """Turn an image handed over by another page into the Analyse page's input choices.
+def select_handed_over_image() -> str | None:
+    """Turn a held-out image handed over by another page into the Analyse page's input choices.
 
-    Call before those widgets are drawn. Returns why the hand-off failed, or ``None``.
+    Call before those widgets are drawn. Returns why the hand-off failed, or ``None`` (also when
+    nothing was handed over); the caller shows it.
     """
     request = take(ANALYSE_REQUEST)
     if not request:
@@ -113,10 +120,6 @@ def choose_held_out_sample(default: int = 50) -> list[tuple[HeldOutImage, bytes]
     return [(images[k], images[k].path.read_bytes()) for k in chosen]
 
 
-def _use_spacing(spacing_mm: float) -> None:
-    st.session_state["an_spacing"] = spacing_mm
-
-
 def _pick_random(count: int) -> None:
     st.session_state["an_ho_index"] = random.randint(1, count)
 
@@ -143,11 +146,9 @@ def choose_held_out() -> tuple[bytes, str, HeldOutImage] | None:
             f"**{config.CLASS_LABELS[item.label]}**{patient}. It is read from disk and never stored by the app.",
             icon=":material/folder_open:")
     if item.mask is not None:
-        note, action = st.columns([3, 1], vertical_alignment="center")
-        note.caption(f"figshare files state no pixel spacing; the dataset notes give about {FIGSHARE_SPACING_MM} mm "
-                     "per pixel at this size (0.49 mm at the original 512 px).")
-        action.button(f"Measure at {FIGSHARE_SPACING_MM} mm/pixel", key="an_ho_spacing", on_click=_use_spacing,
-                      args=(FIGSHARE_SPACING_MM,), help="Sets the sidebar's pixel spacing override.")
+        spacing_button(FIGSHARE_SPACING_MM, "an_ho_spacing",
+                       f"figshare files state no pixel spacing; the dataset notes give about {FIGSHARE_SPACING_MM} mm "
+                       "per pixel at this size (0.49 mm at the original 512 px).")
     return item.path.read_bytes(), item.path.name, item
 
 

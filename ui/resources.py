@@ -1,7 +1,13 @@
-"""Process-wide cached resources: loaded models and the sample catalogue.
+"""Process-wide cached resources: loaded models, the sample catalogues and the bundled examples.
 
-Only immutable, user-independent objects live here (``st.cache_resource`` is shared by every
-session); anything derived from an upload stays in ``st.session_state``.
+This module is the home of the app's Streamlit caching. Loaded models are ``st.cache_resource``
+(one object shared by every session); user-independent data read from the repository is
+``st.cache_data`` (a copy per call). Both caches are shared by every session, so only immutable,
+user-independent objects live here: anything derived from an upload or a user's choices stays in
+``st.session_state``. Two view-specific data caches live beside their views: the held-out image
+lists in :mod:`ui.heldout` and the evaluation artifacts of the Compare models page in
+:mod:`ui.comparison_artifacts`. Without a ``ttl`` an entry lives as long as the server process
+(or until the function's source changes); ``max_entries`` bounds the caches that can grow.
 
 The slice models load once per server. :func:`start_preload` (called by ``streamlit_app.py`` on the
 first page view) starts loading them in a background thread, so that they are usually ready before
@@ -22,12 +28,16 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from core import config
+from core.data import examples as bundled_examples
+from core.data.datasets import read_mask
 from core.errors import ModelUnavailable
 from core.slices.pipeline import Analyzer
 from core.slices.inference_queue import SharedAnalyzer
+from core.volumes.brats_model import VolumeSegmenter
 
 #: The background load of the analyzer (one per server process), once started.
 _preload: Future | None = None
@@ -119,11 +129,55 @@ def analyzer_or_error() -> SharedAnalyzer | None:
 
 @st.cache_data(show_spinner=False)
 def sample_catalogue() -> list[dict]:
-    """Entries of ``sample_data/manifest.json`` (synthetic inputs made by ``python -m core.samples``)."""
+    """Entries of ``sample_data/manifest.json`` (synthetic inputs made by ``python -m core.samples``).
+
+    One cache entry, read once per server process.
+    """
     path = config.SAMPLE_DIR / "manifest.json"
     if not path.is_file():
         return []
     return json.loads(path.read_text()).get("files", [])
+
+
+@st.cache_data(show_spinner=False)
+def brats_samples() -> dict[str, str]:
+    """Synthetic BraTS cases in ``sample_data/manifest.json``: ``{name: description}``.
+
+    One cache entry, read once per server process.
+    """
+    path = config.SAMPLE_DIR / "manifest.json"
+    if not path.is_file():
+        return {}
+    files = json.loads(path.read_text()).get("files", [])
+    return {f["name"]: f["description"] for f in files if f.get("kind") == "brats_case"}
+
+
+@st.cache_data(show_spinner=False)
+def example_list() -> list[bundled_examples.Example]:
+    """The real slices bundled in ``sample_data/`` (``SOURCES.csv``).
+
+    One cache entry, read once per server process.
+    """
+    return bundled_examples.bundled()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def example_mask(relative: str) -> np.ndarray:
+    """The expert mask of a bundled example (``relative`` to ``sample_data/``, from :func:`example_list`).
+
+    Keyed by the path; at most 32 masks are kept (least recently used dropped), for the server's life.
+    """
+    return read_mask(config.SAMPLE_DIR / relative)
+
+
+@st.cache_resource(show_spinner="Loading the BraTS model (first use only)…", max_entries=2)
+def load_segmenter(weights_dir: str, name: str, sha256: str) -> VolumeSegmenter:
+    """The BraTS model ``name`` from ``weights_dir`` (checksum verified), one shared object per key.
+
+    ``sha256`` is part of the key so that a retrained model reloads; at most two models are held
+    (the least recently used is dropped), for the server's life.
+    """
+    return VolumeSegmenter.load(name, Path(weights_dir))
 
 
 def sample_bytes(name: str) -> bytes:

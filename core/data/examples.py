@@ -13,7 +13,7 @@ on them.
   out from the segmenter (its test fold) and the lesion detector (trained on folds 1-2). The
   classifier members' 4-class training saw the whole ``brain_mri_4class`` Training split, which
   contains near-copies of some fold-4 slices, so a slice qualifies only if **no 4-class Training
-  image copies it** (:meth:`core.trust.dedup.HashIndex.query` of :func:`core.data.sources.fourclass_hash_index`
+  image copies it** (:meth:`core.trust.hash_index.HashIndex.query` of :func:`core.data.sources.fourclass_hash_index`
   finds none, mirrored images included). A patient's *series* is a run of consecutive slice ids
   (one plane each; planes from :func:`core.data.sources.figshare_planes`). For each class, take the
   fold-4 patients in order of their patient id (as text) and from each patient at most one slice:

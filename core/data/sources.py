@@ -148,16 +148,17 @@ def require_data_dir(data_dir: Path | None = None) -> Path:
 
 
 def fourclass_hash_index(root: Path):
-    """Perceptual hashes of every 4-class Training image (:class:`core.trust.dedup.HashIndex`), built from
+    """Perceptual hashes of every 4-class Training image (:class:`core.trust.hash_index.HashIndex`), built from
     the data folder itself (cached), not from the shipped index, which leaves these copies out."""
     from core.data.datasets import cached_arrays
-    from core.trust.dedup import HashIndex
+    from core.data.dedup_split import build_hash_index
+    from core.trust.hash_index import HashIndex
 
     folder = root / "brain_mri_4class" / "Training"
     paths = list_classification(folder).paths
 
     def build() -> dict[str, np.ndarray]:
-        index = HashIndex.build(folder)
+        index = build_hash_index(folder)
         return {"phash": index.phash, "dhash": index.dhash, "names": np.array(index.names), "labels": np.array(index.labels)}
 
     data = cached_arrays("fourclass-hashes", paths, "v1", build)
@@ -167,7 +168,7 @@ def fourclass_hash_index(root: Path):
 
 def figshare_copies_in_fourclass(root: Path, test_fold: int) -> set[str]:
     """Names (relative to ``Training``) of the 4-class Training images that copy a held-out figshare
-    slice (for each such slice, its nearest copy under :class:`core.trust.dedup.DuplicateRule`)."""
+    slice (for each such slice, its nearest copy under :class:`core.trust.fingerprints.DuplicateRule`)."""
     from core.data.heldout import held_out_images
 
     if not (root / "figshare_3064").is_dir():
@@ -233,7 +234,7 @@ def brats_split(weights_dir: Path | None = None) -> dict[str, str]:
 
 def brats_slices(case, stride: int = 1) -> list[tuple[str, str, int, str]]:
     """``(sequence, plane, index, label)`` of the usable slices of a :class:`core.volumes.case.Case`."""
-    from core.volumes.case import plane_axis
+    from core.volumes.views import plane_axis
 
     brain = np.zeros(case.shape, dtype=bool)
     for volume in case.images.values():
@@ -263,7 +264,7 @@ def brats_slices(case, stride: int = 1) -> list[tuple[str, str, int, str]]:
 def brats_slice_image(case, sequence: str, plane: str, index: int) -> np.ndarray:
     """One display-oriented slice of a case's modality, scaled to uint8 by the volume's 99.5th
     brain percentile (as the stored BraTS files are), so intensities agree across slices."""
-    from core.volumes.case import slice_view
+    from core.volumes.views import slice_view
 
     volume = np.asarray(case.images[sequence])
     view = slice_view(volume, plane, index).astype(np.float32)
@@ -370,7 +371,8 @@ def _load_files(root: Path, refs: list[SliceRef], size: int, kind: str) -> dict[
 def _load_brats(root: Path, split_of: dict[str, str], size: int, stride: int,
                 progress: Callable[[str], None] | None) -> SliceSet:
     from core.data.datasets import cached_arrays
-    from core.volumes.case import read_case_folder, slice_view
+    from core.volumes.case import read_case_folder
+    from core.volumes.views import slice_view
 
     folder = root / "brats"
     if not folder.is_dir():
@@ -467,7 +469,7 @@ class SliceReader:
             return np.zeros(self(ref).shape, dtype=bool)
         if ref.source != "brats":
             return read_mask(self.root / ref.mask) if ref.mask else None
-        from core.volumes.case import slice_view
+        from core.volumes.views import slice_view
 
         case, _, plane, index = self._brats(ref)
         if case.labels is None:

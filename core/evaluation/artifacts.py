@@ -10,7 +10,7 @@ For every model of :func:`core.evaluation.comparison.all_model_names` whose weig
 * 2D segmenters: the held-out patient fold 4 of ``figshare_3064`` at 0.98 mm/pixel: mean and
   global Dice, IoU, HD95 (mm), overall and per tumour class, with patient-clustered bootstrap
   CIs; per-image scores and the predicted outline (``predictions/<name>.csv``);
-* BraTS models: :func:`core.evaluation.cli.evaluate_brats` on the unseen cases;
+* BraTS models: :func:`core.evaluation.scoring.evaluate_brats` on the unseen cases;
 * every model: CPU latency (:func:`core.evaluation.bench.write_latencies` into ``latency.json``).
 
 Then ``comparison.json`` is rebuilt from all of that plus the model cards, listing the models
@@ -26,16 +26,23 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import cv2
 import numpy as np
+from sklearn.metrics import f1_score
 
 from core import config
-
-from core.evaluation import comparison
-
-from core.serving import registry
+from core.data.datasets import list_classification, list_segmentation, load_classification
 from core.errors import ModelUnavailable
+from core.evaluation import comparison, scoring
+from core.evaluation.bench import write_latencies
+from core.evaluation.jsonsafe import json_ready, json_text
+from core.imaging.metrics import (bootstrap_ci, classification_report, dice, expected_calibration_error, hausdorff95,
+                                  iou, reliability_curve, roc_curves, segmentation_summary, subsample_curve)
+from core.serving import registry
+from core.slices.classify import load_member, predict_members
+from core.slices.ensemble import StackingEnsemble
+from core.slices.segment import Segmenter, rules_from_card
 
 ARTIFACT_VERSION = 1
 CLS_DATASET = "brain_mri_4class/Testing"
@@ -62,27 +69,13 @@ class Options:
     clean_list: Path | None = None
 
 
-def _round(obj: Any, digits: int = 4) -> Any:
-    """Floats rounded (non-finite -> None), recursively, so artifacts are small and valid JSON."""
-    if isinstance(obj, (float, np.floating)):
-        return round(float(obj), digits) if math.isfinite(obj) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, dict):
-        return {k: _round(v, digits) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_round(v, digits) for v in obj]
-    return obj
-
-
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_round(data), indent=1) + "\n"
-    if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
+    """``data`` as strict, rounded JSON at ``path`` (:func:`_write_text`)."""
+    _write_text(path, json_text(data))
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` unless the file already holds it (unchanged artifacts keep their time)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file() or path.read_text() != text:
         path.write_text(text)
@@ -95,7 +88,7 @@ def _digest(items: list[str]) -> str:
 def _up_to_date(path: Path, inputs: dict, force: bool) -> bool:
     if force or not path.is_file():
         return False
-    return json.loads(path.read_text()).get("inputs") == _round(inputs)
+    return json.loads(path.read_text()).get("inputs") == json_ready(inputs)
 
 
 @dataclass
@@ -165,7 +158,7 @@ def keep_card_and_log(name: str, cards: Cards, out: Path, fresh: bool) -> None:
     if card is None or folder is None:
         return
     if fresh and folder.resolve() != config.WEIGHTS_DIR.resolve():
-        _write_text(out / "cards" / f"{name}.json", json.dumps(card, indent=1) + "\n")
+        _write_text(out / "cards" / f"{name}.json", json_text(card, digits=None))
     log, target = folder / card.get("log", f"logs/{name}.csv"), out / "logs" / f"{name}.csv"
     if not log.is_file() or (target.is_file() and not fresh):
         return
@@ -193,8 +186,7 @@ class TestSet:
 
 
 def load_test_set(root: Path, clean_list: Path | None) -> TestSet:
-    from core.data.datasets import list_classification
-
+    """The listing of ``root`` and which images a de-duplicated split keeps (none without ``clean_list``)."""
     listing = list_classification(root)
     rel = [p.relative_to(root).as_posix() for p in listing.paths]
     clean_sha = None
@@ -208,11 +200,6 @@ def load_test_set(root: Path, clean_list: Path | None) -> TestSet:
 
 def split_metrics(y: np.ndarray, probs: np.ndarray, n_boot: int) -> dict:
     """Report, bootstrap CIs, subsampled ROC and reliability curve of one split."""
-    from sklearn.metrics import f1_score
-
-    from core.imaging.metrics import (bootstrap_ci, classification_report, expected_calibration_error, reliability_curve,
-                              roc_curves, subsample_curve)
-
     names = list(config.CLASS_NAMES)
     report = classification_report(y, probs, names)
     pred = probs.argmax(1)
@@ -253,9 +240,6 @@ class ProbabilityCache:
 
     def __call__(self, name: str, tta: str) -> np.ndarray:
         if (name, tta) not in self._probs:
-            from core.slices.classify import load_member, predict_members
-            from core.data.datasets import load_classification
-
             member = load_member(name, self.cards.source[name])
             x, labels, _ = load_classification(self.test.root, member.input_size)
             if not np.array_equal(labels, self.test.labels):
@@ -268,8 +252,6 @@ class ProbabilityCache:
 
 def evaluate_classifier(name: str, cards: Cards, test: TestSet, probs_of: ProbabilityCache, opts: Options) -> dict | None:
     """Write ``models/<name>.json`` and ``predictions/<name>.csv`` for one classifier (or ensemble)."""
-    from core.slices.ensemble import StackingEnsemble
-
     card = cards.get(name)
     members = card.get("members") or []
     tta = card.get("member_tta", "none") if members else comparison.protocol_tta(cards.cards)
@@ -297,8 +279,6 @@ def evaluate_classifier(name: str, cards: Cards, test: TestSet, probs_of: Probab
     if test.clean_sha:
         splits["dedup"] = split_metrics(y[test.clean], probs[test.clean], opts.n_boot)
     if calibration is not None:
-        from core.imaging.metrics import expected_calibration_error, reliability_curve
-
         for split, keep in (("official", np.ones(len(y), bool)), ("dedup", test.clean)):
             if split in splits:
                 calibration[split] = {
@@ -322,8 +302,6 @@ def evaluate_classifier(name: str, cards: Cards, test: TestSet, probs_of: Probab
 
 def outline(mask: np.ndarray, epsilon: float = 0.75) -> str:
     """Compact outline of a binary mask: ``"x y x y ..."`` per component, components joined by ``|``."""
-    import cv2
-
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     parts = []
     for contour in sorted(contours, key=cv2.contourArea, reverse=True):
@@ -333,8 +311,7 @@ def outline(mask: np.ndarray, epsilon: float = 0.75) -> str:
 
 
 def _seg_summary(preds, truths, patients: list[str], spacing, n_boot: int) -> dict:
-    from core.imaging.metrics import bootstrap_ci, dice, segmentation_summary
-
+    """:func:`~core.imaging.metrics.segmentation_summary` plus patient-clustered bootstrap CIs, HD95 named in mm."""
     summary = segmentation_summary(preds, truths, spacing)
     dices = np.array([dice(p, t) for p, t in zip(preds, truths)])
     inter = np.array([int(np.logical_and(p, t).sum()) for p, t in zip(preds, truths)], dtype=float)
@@ -348,12 +325,15 @@ def _seg_summary(preds, truths, patients: list[str], spacing, n_boot: int) -> di
     return summary
 
 
+def _prediction_row(mask: np.ndarray, truth: np.ndarray, spacing: tuple[float, float]) -> str:
+    """One image's line of ``predictions/<name>.csv``: Dice, IoU, HD95 (empty when undefined), outline."""
+    hd = hausdorff95(mask, truth, spacing)
+    hd_text = f"{hd:.2f}" if math.isfinite(hd) else ""
+    return f"{dice(mask, truth):.4f},{iou(mask, truth):.4f},{hd_text},{outline(mask)}"
+
+
 def evaluate_segmenter(name: str, cards: Cards, root: Path, opts: Options) -> dict | None:
     """Write ``models/<name>.json`` and ``predictions/<name>.csv`` for one 2D segmenter."""
-    from core.data.datasets import list_segmentation, read_grey, read_mask
-    from core.imaging.metrics import dice, hausdorff95, iou
-    from core.slices.segment import Segmenter, rules_from_card
-
     card = cards.get(name)
     listing = list_segmentation(root)
     take = [i for i in range(len(listing)) if listing.folds and listing.folds[i] in SEG_FOLDS]
@@ -368,15 +348,8 @@ def evaluate_segmenter(name: str, cards: Cards, root: Path, opts: Options) -> di
     print(f"{name}: segmenting {len(take)} held-out slices ...", flush=True)
     segmenter = Segmenter.load(name, cards.source[name])
     spacing = (SEG_SPACING_MM, SEG_SPACING_MM)
-    preds, truths, rows = [], [], ["dice,iou,hd95_mm,outline"]
-    for i in take:
-        image, truth = read_grey(listing.images[i]), read_mask(listing.masks[i])
-        mask, _ = segmenter.segment(image, spacing)
-        preds.append(mask)
-        truths.append(truth)
-        hd = hausdorff95(mask, truth, spacing)
-        hd_text = f"{hd:.2f}" if math.isfinite(hd) else ""
-        rows.append(f"{dice(mask, truth):.4f},{iou(mask, truth):.4f},{hd_text},{outline(mask)}")
+    preds, truths = scoring.segment_listed(segmenter, listing, take, spacing)
+    rows = ["dice,iou,hd95_mm,outline"] + [_prediction_row(mask, truth, spacing) for mask, truth in zip(preds, truths)]
     patients = [listing.patients[i] if listing.patients else str(i) for i in take]
     labels = [listing.labels[i] if listing.labels else "" for i in take]
     overall = _seg_summary(preds, truths, patients, spacing, opts.n_boot)
@@ -403,9 +376,7 @@ def evaluate_segmenter(name: str, cards: Cards, root: Path, opts: Options) -> di
 # --------------------------------------------------------------------------- BraTS
 
 def evaluate_brats_model(name: str, cards: Cards, root: Path, opts: Options) -> dict | None:
-    """Write ``models/<name>.json`` from :func:`core.evaluation.cli.evaluate_brats`."""
-    from core.evaluation.cli import evaluate_brats
-
+    """Write ``models/<name>.json`` from :func:`core.evaluation.scoring.evaluate_brats`."""
     card = cards.get(name)
     inputs = {"version": ARTIFACT_VERSION, "sha256": card["sha256"], "data": BRATS_DATASET,
               "listing": _digest(sorted(p.name for p in root.iterdir() if p.is_dir())),
@@ -414,7 +385,7 @@ def evaluate_brats_model(name: str, cards: Cards, root: Path, opts: Options) -> 
     if not _should_evaluate(name, path, inputs, opts, cards):
         return None
     print(f"{name}: evaluating BraTS cases ...", flush=True)
-    result = evaluate_brats(root, weights_dir=cards.source[name], name=name)
+    result = scoring.evaluate_brats(root, weights_dir=cards.source[name], name=name)
     detail = {"name": name, "task": "brats", "inputs": inputs, "data": BRATS_DATASET, "result": result,
               "command": comparison.ARTIFACTS_COMMAND}
     _write_json(path, detail)
@@ -423,7 +394,7 @@ def evaluate_brats_model(name: str, cards: Cards, root: Path, opts: Options) -> 
 
 # --------------------------------------------------------------------------- summary
 
-def _headline(detail: dict) -> dict:
+def _summary_metrics(detail: dict) -> dict:
     """The numbers ``comparison.json`` keeps of a detail artifact (already rounded there)."""
     if detail["task"] == "classification":
         keys = ("n", "accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "macro_auc", "ece", "ece_ci95")
@@ -502,7 +473,7 @@ def build_summary(out: Path, weights_dir: Path | None = None) -> dict:
             "log": f"logs/{name}.csv" if (out / "logs" / f"{name}.csv").is_file() else None,
             "detail": f"models/{name}.json" if detail else None,
             "predictions": (detail or {}).get("predictions"),
-            "metrics": _headline(detail) if detail else None,
+            "metrics": _summary_metrics(detail) if detail else None,
         }
         if detail is not None:
             entry["evaluated_sha256"] = detail["inputs"]["sha256"]
@@ -537,7 +508,7 @@ def build_summary(out: Path, weights_dir: Path | None = None) -> dict:
                        "n_dup_of_train": d.get("n_dup_of_train"), "n_dup_within_test": d.get("n_dup_within_test"),
                        "command": "python -m core.dedup split --out weights/eval/dedup_testing.json"}
     machine = next((v.get("machine") for v in latency.values() if v.get("machine")), None)
-    return _round({
+    return json_ready({
         "schema": 1, "artifact_version": ARTIFACT_VERSION, "command": comparison.ARTIFACTS_COMMAND,
         "datasets": {"classification": CLS_DATASET, "segmentation": f"{SEG_DATASET} (patient-wise fold 4 held out)",
                      "brats": BRATS_DATASET},
@@ -601,8 +572,6 @@ def write_artifacts(opts: Options) -> dict:
                 keep_card_and_log(name, cards, opts.out,
                                   evaluate_brats_model(name, cards, data / BRATS_DATASET, opts) is not None)
     if opts.latency:
-        from core.evaluation.bench import write_latencies
-
         path = opts.out / "latency.json"
         known = json.loads(path.read_text())["models"] if path.is_file() else {}
         todo = [n for n in names if _needs_latency(n, known.get(n), cards, opts)]

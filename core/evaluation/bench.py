@@ -17,7 +17,7 @@ Keras instead of its LiteRT export).
 forced, no Grad-CAM), once, before the RESULT line.
 
 ``--models`` also times each named model (``all``: every model of the comparison,
-:data:`core.evaluation.comparison.PLANNED` plus the manifest) on one preprocessed image, batch 1, and
+:func:`core.evaluation.comparison.planned_models` plus the manifest) on one preprocessed image, batch 1, and
 merges the results into ``--latency-json`` (default ``weights/eval/latency.json``). A model
 whose weights are not here is timed as its untrained architecture, built by the same builder
 at the same input size (weights do not change the compute); the entry says so.
@@ -35,53 +35,39 @@ result, *Analyse* pressed as the page opens) = ``server_ready_s`` + ``first_resu
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from core import config
+from core.data.examples import bundled
+from core.errors import ModelUnavailable
+from core.evaluation import comparison
+from core.evaluation.bench_load import streamlit_server
+from core.evaluation.jsonsafe import json_text
+from core.imaging.morphology import measure_mask
+from core.readers.slice import read_slice
+from core.serving import registry
+from core.serving.timing import interleaved_median_ms, median_ms
+from core.slices.batch import BatchItem, run_batch
+from core.slices.classify import Classifier, Member
+from core.slices.pipeline import AnalysisOptions, Analyzer
+from core.slices.segment import Segmenter
+from core.trust.guard import check_slice
 
 
 #: In-plane side of a BraTS volume: the size a fully convolutional BraTS model sees per axial slice.
 BRATS_SLICE_SIDE = 240
 #: Window side timed for a 3D BraTS model whose card names none.
 STAND_IN_WINDOW_3D = 96
-
-
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn`` in milliseconds after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def interleaved_median_ms(fns: dict[str, Callable[[], object]], repeats: int, block: int = 5) -> dict[str, float]:
-    """Median wall time in ms of each of ``fns`` over ``repeats`` timed calls, taken in alternating
-    blocks of ``block`` calls, so that a shared machine speeding up or slowing down during the run
-    affects all of them alike. The first call of each block is untimed: it pays for switching
-    runtimes (TensorFlow's and LiteRT's worker threads keep spinning briefly after their work)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    while any(len(t) < repeats for t in times.values()):
-        for name, fn in fns.items():
-            fn()
-            for _ in range(min(block, repeats - len(times[name]))):
-                start = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - start) * 1000)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def peak_rss_mb() -> float:
@@ -91,7 +77,7 @@ def peak_rss_mb() -> float:
 
 def resnet50_forward() -> Callable[[], object]:
     """One ResNet50 (random weights, Keras) forward pass on a 224×224×3 image: the yardstick."""
-    import keras
+    import keras  # deferred: loads TensorFlow, which `python -m core.bench --help` does not need
 
     model = keras.applications.ResNet50(weights=None)
     x = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32)
@@ -108,8 +94,6 @@ def _shipped_ensemble_ms(weights_dir: Path | None, repeats: int) -> dict[str, An
     """The app's own ensemble call on one preprocessed image (members with their test-time flips,
     then the meta-learner): on Keras (fused members) like every model of the comparison, and as
     the app runs it, on the members' LiteRT exports."""
-    from core.slices.classify import Classifier
-
     def timed(classifier: Classifier) -> float:
         x = {s: np.random.default_rng(0).random((1, s, s), dtype=np.float32) for s in classifier.sizes()}
 
@@ -128,6 +112,7 @@ def _shipped_ensemble_ms(weights_dir: Path | None, repeats: int) -> dict[str, An
 
 def _architecture(name: str, spec: Any) -> Any:
     """The untrained model a planned entry would train (same builder, input size and width)."""
+    # deferred: the model builders load TensorFlow/Keras
     if spec.task == "classification":
         from core.models.classifiers import build_classifier
 
@@ -171,10 +156,7 @@ def _sum_of_members(members: list[str], repeats: int, weights_dir: Path | None, 
 
 
 def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> dict[str, Any]:
-    from core.evaluation import comparison
-    from core.serving import registry
-    from core.errors import ModelUnavailable
-
+    """:func:`model_latency` of one model, not memoised."""
     cards = registry.load_manifest(weights_dir)["models"]
     card = cards.get(name)
     spec = comparison.planned(name)
@@ -210,7 +192,7 @@ def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> 
     litert_ms = None if runner is model else _forward_ms(runner, shape, repeats, batch)
     params = int(model.count_params())
     del model, runner
-    import keras
+    import keras  # deferred: importing keras loads TensorFlow (already loaded here by the model above)
 
     keras.backend.clear_session()  # free the graph before timing the next (possibly large) model
     return {"latency_ms": round(ms, 2), "litert_ms": None if litert_ms is None else round(litert_ms, 2),
@@ -221,8 +203,6 @@ def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> 
 
 def machine_facts() -> dict[str, Any]:
     """Where latencies were measured: CPU count, architecture and the load while measuring."""
-    import platform
-
     return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor() or None,
             "load_average_1min": round(os.getloadavg()[0], 2), "batch": 1,
             "note": "median of warm runs, batch 1, on this machine's CPU while other jobs may run; "
@@ -243,15 +223,12 @@ def write_latencies(names: list[str], out: Path, repeats: int = 10, weights_dir:
               f"{lite if lite is not None else '-':>8} ms on LiteRT  ({entry['source']})", flush=True)
     data["models"] = dict(sorted(data["models"].items()))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=1) + "\n")
+    out.write_text(json_text(data, digits=None))
     return data
 
 
 def batch_seconds(analyzer: Any, n: int) -> float:
     """Wall time of the Batch page's run (:func:`core.slices.batch.run_batch`) over ``n`` synthetic sample slices."""
-    from core.slices.batch import BatchItem, run_batch
-    from core.slices.pipeline import AnalysisOptions
-
     samples = [p.read_bytes() for p in sorted(config.SAMPLE_DIR.glob("*.png"))]
     items = [BatchItem(f"slice_{i:04d}.png", samples[i % len(samples)]) for i in range(n)]
     start = time.perf_counter()
@@ -261,25 +238,18 @@ def batch_seconds(analyzer: Any, n: int) -> float:
 
 def keras_classifier(classifier: Any) -> Any:
     """The same loaded ensemble with every member run by its Keras model (fused into one call)."""
-    from core.slices.classify import Classifier, Member
-
     return Classifier([Member(m.name, m.model, m.card) for m in classifier.members], classifier.ensemble,
                       classifier.ensemble_card)
 
 
 def keras_twin(analyzer: Any) -> Any:
     """The same loaded models with every network run by Keras (for the bench's comparison line)."""
-    from core.slices.pipeline import Analyzer
-    from core.slices.segment import Segmenter
-
     s = analyzer.segmenter
     return Analyzer(keras_classifier(analyzer.classifier), Segmenter(s.name, s.model, s.card), analyzer.hash_index)
 
 
 def default_sample() -> str:
     """A synthetic tumour slice from sample_data/ (so every stage, segmentation included, runs)."""
-    import json
-
     files = json.loads((config.SAMPLE_DIR / "manifest.json").read_text())["files"]
     slices = [f["name"] for f in files if f.get("kind") == "slice" and f.get("class") not in (None, "notumor")]
     return slices[0]
@@ -313,8 +283,6 @@ print(json.dumps({"imports_s": imported - start, "load_s": loaded - imported, "f
 def server_ready_seconds(timeout: float = 120.0) -> float:
     """Seconds from ``streamlit run streamlit_app.py`` (headless, loopback only, no model preload) to a
     healthy server; the server is stopped afterwards. Raises ``TimeoutError`` past ``timeout``."""
-    from core.evaluation.bench_load import streamlit_server
-
     start = time.perf_counter()
     with streamlit_server(Path(os.devnull), timeout, preload=False):
         return time.perf_counter() - start
@@ -322,8 +290,6 @@ def server_ready_seconds(timeout: float = 120.0) -> float:
 
 def default_input() -> Path:
     """The Analyse page's default input: the first bundled real example (else a synthetic tumour slice)."""
-    from core.data.examples import bundled
-
     found = bundled()
     return config.SAMPLE_DIR / (found[0].file if found else default_sample())
 
@@ -369,16 +335,9 @@ def main(argv: list[str] | None = None) -> None:
                                    for k, v in figures.items() if v is not None and k != "process_wall_s"))
         return
     if args.models is not None:
-        from core.evaluation import comparison
-
         names = comparison.all_model_names() if args.models in ([], ["all"]) else args.models
         print(f"per-model CPU latency, median of {args.repeats} warm runs, batch 1:")
         write_latencies(names, args.latency_json or comparison.eval_dir() / "latency.json", args.repeats)
-
-    from core.trust.guard import check_slice
-    from core.readers.slice import read_slice
-    from core.imaging.morphology import measure_mask
-    from core.slices.pipeline import AnalysisOptions, Analyzer
 
     name = args.sample or default_sample()
     data = (config.SAMPLE_DIR / name).read_bytes()

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from core import config
+from core.evaluation.jsonsafe import json_ready
 
 #: Most sessions one round may open (each is a Chromium renderer on this machine).
 MAX_SESSIONS = 40
@@ -476,8 +477,8 @@ def main(argv: list[str] | None = None) -> int:
           f"--timeout {args.timeout:g} s:\n")
     print(format_table(rounds))
     if args.json:
-        args.json.write_text(json.dumps([{**asdict(r), "median_s": r.median_s, "max_s": r.max_s} for r in rounds],
-                                        indent=1))
+        rows = [{**asdict(r), "median_s": r.median_s, "max_s": r.max_s} for r in rounds]
+        args.json.write_text(json.dumps(json_ready(rows, digits=None), indent=1, allow_nan=False))
     print(result_line(rounds))
     return 0 if all(r.ok == r.sessions for r in rounds) else 1
 

@@ -82,7 +82,8 @@ def _centred(volume: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
 def stand_in_shape(args: argparse.Namespace, card: dict) -> dict:
     """Architecture of the untrained stand-in: ``dims``, ``base``, ``depth`` (3D: ``window``,
     ``overlap``), from the options, else the model's card, else :data:`STAND_IN` (2D)."""
-    from core.volumes.brats_model import WINDOW_OVERLAP, card_dims
+    from core.serving.registry import card_dims
+    from core.volumes.brats_model import WINDOW_OVERLAP
 
     dims = {"unet2d": 2, "unet3d": 3}.get(args.arch, card_dims(card))
     same = card_dims(card) == dims
@@ -136,12 +137,6 @@ def shipped_or_stand_in(args: argparse.Namespace):
     return segmenter, True
 
 
-def region_dice(pred: np.ndarray, truth: np.ndarray) -> str:
-    from core.imaging.metrics import dice
-
-    return " ".join(f"{r}={dice(np.isin(pred, v), np.isin(truth, v)):.3f}" for r, v in config.BRATS_REGIONS.items())
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m core.bench_volume", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,7 +186,10 @@ def main(argv: list[str] | None = None) -> str:
                   f"{step_s[0]:.2f} s (with tracing), then median {np.median(step_s[1:]):.2f} s each")
     print("segment: " + ", ".join(f"{t:.1f} s" for t in times))
     if shipped and truth is not None:
-        print(f"dice vs truth: {region_dice(pred, truth)}")
+        from core.volumes.regions import region_dice
+
+        scores = region_dice(pred, truth)
+        print("dice vs truth: " + " ".join(f"{region}={score:.3f}" for region, score in scores.items()))
     line = f"RESULT case_s={times[0]:.1f} voxels={int(np.prod(shape))}"
     print(line)
     return line

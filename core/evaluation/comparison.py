@@ -1,7 +1,7 @@
 """Model comparison: which models the comparison covers, and reading its evaluation artifacts.
 
 Issue 4 compares the shipped models with the architectures of the source documents, all
-trained from scratch by this project's own CLIs with one recipe. :data:`PLANNED` lists every
+trained from scratch by this project's own CLIs with one recipe. :func:`planned_models` lists every
 model of the comparison, with the command that trains it; the artifacts themselves are written
 by ``python -m core.evaluate artifacts`` (:mod:`core.evaluation.artifacts`) into :func:`eval_dir`:
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from core import config
+from core.evaluation.jsonsafe import json_ready
 from core.imaging.metrics import bootstrap_ci, expected_calibration_error
 
 NO_TUMOUR = config.CLASS_NAMES.index(config.NO_TUMOUR_CLASS)
@@ -128,19 +129,9 @@ def worst_cell(table: dict[str, dict[str, Any]]) -> tuple[str, float]:
     return key, float(value)
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4) if np.isfinite(value) else None
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
 def json_table(table: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """A cell table with floats rounded to 4 places and NaN as null (for cards and artifacts)."""
-    return _clean(table)
+    return json_ready(table)
 
 def benchmark_slices(split: str = "test", size: int = 128, data_dir: Any = None,
                      sources: Iterable[str] | None = None):
@@ -234,7 +225,7 @@ def evaluate_external(split: str = "test", weights_dir: Any = None, n_boot: int 
         "task": "external", "split": split, "split_description": BENCHMARK_SPLITS[split],
         "protocol": __doc__.split("Protocol", 1)[1].strip() if __doc__ else "",
         "n": int(len(slices)), "patients": int(len({(r.source, r.patient) for r in slices.refs})),
-        "cells": json_table(table), "worst_cell": key, "worst": _clean(value),
+        "cells": json_table(table), "worst_cell": key, "worst": json_ready(value),
         "crosscheck_rule": {**rule.to_json(), "model": shipped[1]} if shipped else None,
         "members": json_table(members), "model_versions": versions,
     }

@@ -506,7 +506,7 @@ def _dicom_with_private(rng: Rng, pixels: np.ndarray | None, deflated: bool, pri
 
 
 def _dataset_start(data: bytes) -> int:
-    from core.readers.slice import _file_meta
+    from core.readers.dicom import _file_meta
 
     return _file_meta(data)[1]
 
@@ -822,7 +822,8 @@ def _require(condition: bool, what: str) -> None:
 def check_slice(s: Any) -> None:
     """An accepted slice: finite, 2D, non-empty float32 in [0, 1], within the decoded-size budget;
     then the cheap steps that once crashed on odd slices (head box, small components, measures)."""
-    from core.readers.slice import Slice, plausible_spacing
+    from core.readers.budgets import plausible_spacing
+    from core.readers.decoded import Slice
     from core.imaging.morphology import keep_largest_component, measure_mask, remove_small_components
     from core.imaging.preprocess import brain_bbox, head_mask
 
@@ -871,8 +872,9 @@ def read_like_the_app(data: bytes, name: str, options: dict[str, int]) -> Any:
 def check_case(case: Any) -> None:
     """An accepted case: four same-shape 3D modalities, labels in {0, 1, 2, 4}, plausible spacing,
     finite voxels and window presets, a displayable slice."""
-    from core.readers.slice import plausible_spacing
-    from core.volumes.case import MODALITIES, slice_view, window_presets
+    from core.readers.budgets import plausible_spacing
+    from core.volumes.case import MODALITIES
+    from core.volumes.views import slice_view, window_presets
 
     _require(sorted(case.images) == sorted(MODALITIES), f"modalities {sorted(case.images)}")
     shape = case.shape

@@ -37,6 +37,27 @@ def _res_block(x, filters: int, strides: int, name: str):
     return layers.Add(name=f"{name}_add")([y, shortcut])
 
 
+def _encoder(inputs, base: int, depth: int, conv=layers.Conv2D, pool=layers.MaxPooling2D):
+    """U-Net contracting path: ``depth`` conv blocks (``enc<level>``, filters doubled per level), each
+    followed by 2x max-pooling (``pool<level>``), then the ``bridge`` block. Returns ``(bridge, skips)``."""
+    skips, x = [], inputs
+    for level in range(depth):
+        x = _conv_block(x, base * 2**level, name=f"enc{level}", conv=conv)
+        skips.append(x)
+        x = pool(2, name=f"pool{level}")(x)
+    return _conv_block(x, base * 2**depth, name="bridge", conv=conv), skips
+
+
+def _decoder(x, skips: list, base: int, conv=layers.Conv2D, up=layers.Conv2DTranspose):
+    """U-Net expanding path: 2x transposed convolution (``up<level>``), concatenation with the skip
+    (``cat<level>``) and a conv block (``dec<level>``) per level, deepest first."""
+    for level in reversed(range(len(skips))):
+        x = up(base * 2**level, 2, strides=2, name=f"up{level}")(x)
+        x = layers.Concatenate(name=f"cat{level}")([x, skips[level]])
+        x = _conv_block(x, base * 2**level, name=f"dec{level}", conv=conv)
+    return x
+
+
 def _attention_gate(skip, gating, filters: int, name: str):
     """Additive attention gate (Oktay et al. 2018): weights the skip features by relevance."""
     theta = layers.Conv2D(filters, 1, name=f"{name}_theta")(skip)
@@ -54,16 +75,8 @@ def _output(x, num_classes: int, conv=layers.Conv2D):
 def unet(input_size: int | None = 256, channels: int = 1, num_classes: int = 1, base: int = 16, depth: int = 4) -> keras.Model:
     """Classic U-Net (Ronneberger 2015) with batch normalisation."""
     inputs = keras.Input((input_size, input_size, channels), name="image")
-    skips, x = [], inputs
-    for level in range(depth):
-        x = _conv_block(x, base * 2**level, name=f"enc{level}")
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
-    x = _conv_block(x, base * 2**depth, name="bridge")
-    for level in reversed(range(depth)):
-        x = layers.Conv2DTranspose(base * 2**level, 2, strides=2, name=f"up{level}")(x)
-        x = layers.Concatenate(name=f"cat{level}")([x, skips[level]])
-        x = _conv_block(x, base * 2**level, name=f"dec{level}")
+    x, skips = _encoder(inputs, base, depth)
+    x = _decoder(x, skips, base)
     return keras.Model(inputs, _output(x, num_classes), name="unet")
 
 
@@ -71,12 +84,7 @@ def attention_unet(input_size: int = 256, channels: int = 1, num_classes: int = 
                    depth: int = 4) -> keras.Model:
     """U-Net whose skip connections pass through additive attention gates."""
     inputs = keras.Input((input_size, input_size, channels), name="image")
-    skips, x = [], inputs
-    for level in range(depth):
-        x = _conv_block(x, base * 2**level, name=f"enc{level}")
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
-    x = _conv_block(x, base * 2**depth, name="bridge")
+    x, skips = _encoder(inputs, base, depth)
     for level in reversed(range(depth)):
         filters = base * 2**level
         up = layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level}")(x)
@@ -117,16 +125,8 @@ def unet3d(input_size: int | None = 128, channels: int = 4, num_classes: int = 4
     if input_size is not None and input_size % 2**depth:
         raise ValueError(f"input_size {input_size} is not a multiple of 2**depth = {2**depth}")
     inputs = keras.Input((input_size, input_size, input_size, channels), name="volume")
-    skips, x = [], inputs
-    for level in range(depth):
-        x = _conv_block(x, base * 2**level, name=f"enc{level}", conv=layers.Conv3D)
-        skips.append(x)
-        x = layers.MaxPooling3D(2, name=f"pool{level}")(x)
-    x = _conv_block(x, base * 2**depth, name="bridge", conv=layers.Conv3D)
-    for level in reversed(range(depth)):
-        x = layers.Conv3DTranspose(base * 2**level, 2, strides=2, name=f"up{level}")(x)
-        x = layers.Concatenate(name=f"cat{level}")([x, skips[level]])
-        x = _conv_block(x, base * 2**level, name=f"dec{level}", conv=layers.Conv3D)
+    x, skips = _encoder(inputs, base, depth, conv=layers.Conv3D, pool=layers.MaxPooling3D)
+    x = _decoder(x, skips, base, conv=layers.Conv3D, up=layers.Conv3DTranspose)
     return keras.Model(inputs, _output(x, num_classes, conv=layers.Conv3D), name="unet3d")
 
 

@@ -1,1 +1,1 @@
-"""One reader per file format behind one dispatch: raster, DICOM and NIfTI slices."""
+"""Slice readers, one per file format behind one dispatch (raster, DICOM, NIfTI); the NIfTI parser also reads BraTS volumes."""

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from core import config
+from core.serving import registry, runtime
+from core.serving.timing import interleaved_median_ms
 
 #: Cards of these roles are exported by default: what the app runs, not comparison-only models.
-
-from core.serving import registry, runtime
 DEFAULT_ROLES = ("ensemble_member", "shipped")
 #: Exports whose outputs differ from Keras by more than this (per quantization) are refused. int8 weights
 #: move the shipped networks' outputs by at most 1.2e-2 on random probes.
@@ -53,9 +53,7 @@ def default_models(weights_dir: Path | None = None) -> list[str]:
 
 def is_3d(card: dict[str, Any]) -> bool:
     """A 3D model: not exported (it runs on Keras by a sliding window)."""
-    from core.volumes.brats_model import card_dims
-
-    return card_dims(card) == 3
+    return registry.card_dims(card) == 3
 
 
 def probe_input(model: Any, free_side: int = 64, batch: int = 2, seed: int = 0) -> np.ndarray:
@@ -78,10 +76,8 @@ def faster_mode(timed_ms: dict[str, float]) -> str:
 
 def choose_quantization(model: Any, batch: int, repeats: int = 30) -> tuple[str, dict[str, bytes], dict[str, float]]:
     """``(mode, flatbuffers by mode, median ms by mode)``: both exports timed on a ``batch`` of
-    probes in alternating blocks (:func:`core.evaluation.bench.interleaved_median_ms`, so host drift hits
+    probes in alternating blocks (:func:`core.serving.timing.interleaved_median_ms`, so host drift hits
     both alike), the mode picked by :func:`faster_mode`."""
-    from core.evaluation.bench import interleaved_median_ms
-
     x = probe_input(model, free_side=128, batch=batch)
     contents = {mode: runtime.export_flatbuffer(model, mode) for mode in runtime.QUANTIZATIONS}
     runners = {mode: runtime.LiteModel(content) for mode, content in contents.items()}

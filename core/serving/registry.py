@@ -4,6 +4,8 @@ A card records how the model was made (architecture, input, classes, data and sp
 configuration, the training command) and what it scored, plus the sha256 of its file, which is
 checked before the file is loaded. Training CLIs write cards through :func:`record_model`;
 :func:`render_model_cards` turns the manifest into ``weights/MODEL_CARDS.md`` for people.
+Shipped files that are not models (the training-set hash index) are listed under ``files`` with
+their sha256 too (:func:`record_file`) and checked the same way before use (:func:`verified_file`).
 """
 from __future__ import annotations
 
@@ -67,22 +69,32 @@ def editing_manifest(weights_dir: Path | None = None) -> Iterator[dict[str, Any]
         save_manifest(manifest, weights_dir)
 
 
+def _listed(section: str, what: str, name: str, weights_dir: Path | None) -> dict[str, Any]:
+    """Entry ``name`` of the manifest's ``section``; :class:`ModelUnavailable` when it is not listed."""
+    entries = load_manifest(weights_dir).get(section, {})
+    if name not in entries:
+        raise ModelUnavailable(f"{what} {name!r} is not in {manifest_path(weights_dir)}; known: {sorted(entries)}")
+    return entries[name]
+
+
+def _record(section: str, name: str, entry: dict[str, Any], weights_dir: Path | None) -> dict[str, Any]:
+    """Store ``entry`` as ``section[name]``, stamping its file's sha256 and size; returns the stored entry."""
+    weights_dir = weights_dir or config.WEIGHTS_DIR
+    path = weights_dir / entry["file"]
+    entry = {**entry, "sha256": file_sha256(path), "size_bytes": path.stat().st_size}
+    with editing_manifest(weights_dir) as manifest:
+        manifest.setdefault(section, {})[name] = entry
+    return entry
+
+
 def model_card(name: str, weights_dir: Path | None = None) -> dict[str, Any]:
     """The card of one model; :class:`ModelUnavailable` when the manifest does not list it."""
-    models = load_manifest(weights_dir)["models"]
-    if name not in models:
-        raise ModelUnavailable(f"model {name!r} is not in {manifest_path(weights_dir)}; known: {sorted(models)}")
-    return models[name]
+    return _listed("models", "model", name, weights_dir)
 
 
 def record_model(name: str, card: dict[str, Any], weights_dir: Path | None = None) -> dict[str, Any]:
     """Add or replace a card, stamping the file's sha256 and size; returns the stored card."""
-    weights_dir = weights_dir or config.WEIGHTS_DIR
-    path = weights_dir / card["file"]
-    card = {**card, "sha256": file_sha256(path), "size_bytes": path.stat().st_size}
-    with editing_manifest(weights_dir) as manifest:
-        manifest["models"][name] = card
-    return card
+    return _record("models", name, card, weights_dir)
 
 
 def update_metrics(name: str, key: str, metrics: dict[str, Any], weights_dir: Path | None = None) -> None:
@@ -93,18 +105,23 @@ def update_metrics(name: str, key: str, metrics: dict[str, Any], weights_dir: Pa
         manifest["models"][name].setdefault("metrics", {})[key] = metrics
 
 
+def _checked(path: Path, expected: str, what: str, remedy: str) -> Path:
+    """``path`` when it exists and its sha256 is ``expected``; :class:`ModelUnavailable` otherwise."""
+    if not path.is_file():
+        raise ModelUnavailable(f"{what} is missing from {path.parent}")
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ModelUnavailable(f"{path.name} does not match its manifest checksum "
+                               f"(expected {expected[:12]}…, found {actual[:12]}…); {remedy}")
+    return path
+
+
 def verified_path(name: str, weights_dir: Path | None = None) -> Path:
     """Path of a model's file after checking that it exists and matches its sha256."""
     weights_dir = weights_dir or config.WEIGHTS_DIR
     card = model_card(name, weights_dir)
-    path = weights_dir / card["file"]
-    if not path.is_file():
-        raise ModelUnavailable(f"weights file {card['file']} for {name!r} is missing from {weights_dir}")
-    actual = file_sha256(path)
-    if actual != card["sha256"]:
-        raise ModelUnavailable(f"{card['file']} does not match its manifest checksum "
-                               f"(expected {card['sha256'][:12]}…, found {actual[:12]}…); retrain or restore it")
-    return path
+    return _checked(weights_dir / card["file"], card["sha256"], f"weights file {card['file']} for {name!r}",
+                    "retrain or restore it")
 
 
 def load_keras_model(name: str, weights_dir: Path | None = None):
@@ -222,10 +239,34 @@ def verified_runtime_path(name: str, weights_dir: Path | None = None) -> Path:
     return path
 
 
+def file_entry(name: str, weights_dir: Path | None = None) -> dict[str, Any]:
+    """The entry of a shipped data file that is not a model (``manifest["files"]``, e.g. the
+    training-set hash index); :class:`ModelUnavailable` when the manifest does not list it."""
+    return _listed("files", "file", name, weights_dir)
+
+
+def record_file(name: str, entry: dict[str, Any], weights_dir: Path | None = None) -> dict[str, Any]:
+    """Add or replace a data file's entry (``file``, ``description``, ``command``), stamping its sha256 and size."""
+    return _record("files", name, entry, weights_dir)
+
+
+def verified_file(name: str, weights_dir: Path | None = None) -> Path:
+    """Path of a shipped data file after checking that it exists and matches its sha256 (as :func:`verified_path`)."""
+    weights_dir = weights_dir or config.WEIGHTS_DIR
+    entry = file_entry(name, weights_dir)
+    return _checked(weights_dir / entry["file"], entry["sha256"], f"file {entry['file']} for {name!r}",
+                    f"rebuild it: {entry.get('command')}")
+
+
 def models_by(task: str | None = None, role: str | None = None, weights_dir: Path | None = None) -> dict[str, dict]:
     """Cards filtered by ``task`` (classification, segmentation, brats) and ``role``."""
     return {n: c for n, c in load_manifest(weights_dir)["models"].items()
             if (task is None or c.get("task") == task) and (role is None or c.get("role") == role)}
+
+
+def card_dims(card: dict[str, Any]) -> int:
+    """2 or 3: the kind of BraTS model a card describes (a card without ``dims`` is 2D)."""
+    return int(card.get("dims", 2))
 
 
 def render_model_cards(weights_dir: Path | None = None) -> str:
@@ -308,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
         verified_path(name)
         if "runtime" in manifest["models"][name]:
             verified_runtime_path(name)
+        print(f"ok {name}")
+    for name in manifest.get("files", {}):
+        verified_file(name)
         print(f"ok {name}")
     (config.WEIGHTS_DIR / "MODEL_CARDS.md").write_text(render_model_cards())
     print(f"RESULT models={len(manifest['models'])}")

@@ -26,7 +26,9 @@ import numpy as np
 from core.errors import InputError, NeedsSliceSelection
 from core.slices.findings import acquisition_cell
 from core.trust.guard import check_slice
-from core.readers.slice import SUPPORTED_EXTENSIONS, Slice, inspect_slice_source, read_slice
+from core.readers.decoded import Slice
+from core.readers.detect import SUPPORTED_EXTENSIONS
+from core.readers.slice import inspect_slice_source, read_slice
 from core.imaging.metrics import dice
 from core.slices.pipeline import AnalysisOptions, Analyzer, SliceResult
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from core.slices.acquisition import AcquisitionModel
 from core.slices.classify import Classifier
-from core.readers.slice import Slice
+from core.readers.decoded import Slice
 from core.slices.lesion import LesionDetector
 from core.slices.lesion_check import CrossCheck
 from core.slices.pipeline import AnalysisOptions, Analyzer, SliceResult

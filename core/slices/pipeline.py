@@ -24,9 +24,9 @@ from core.slices.acquisition import AcquisitionModel
 from core.slices.classify import Classifier
 from core.slices.coverage import Coverage, coverage_note
 from core.slices.lesion_check import CrossCheck
-from core.trust.dedup import HashIndex
+from core.trust.hash_index import HashIndex, load_shipped as load_hash_index
 from core.slices.gradcam import EnsembleCam
-from core.readers.slice import Slice
+from core.readers.decoded import Slice
 from core.imaging.morphology import ShapeFeatures, measure_mask
 from core.slices.segment import PostProcessing, Segmenter
 
@@ -34,8 +34,6 @@ from core.slices.segment import PostProcessing, Segmenter
 LOW_CONFIDENCE = 0.6
 #: At or above this normalised entropy (0 certain, 1 uniform) the decision is flagged as uncertain.
 HIGH_ENTROPY = 0.5
-#: The shipped perceptual-hash index of the training images (hashes and names only, no pixels).
-HASH_INDEX_FILE = "train_hash_index.npz"
 #: A "no tumour" decision with a mask larger than this (mm², or px when spacing is unknown) is flagged.
 LARGE_MASK_MM2 = 100.0
 LARGE_MASK_PX = 400
@@ -233,9 +231,9 @@ class Analyzer:
 
     @classmethod
     def load(cls, weights_dir: Path | None = None, warm_up: bool = True) -> "Analyzer":
-        """Load the shipped models and hash index; ``warm_up`` runs one dummy slice so the first real one is fast."""
-        index_path = (weights_dir or config.WEIGHTS_DIR) / HASH_INDEX_FILE
-        index = HashIndex.load(index_path) if index_path.is_file() else None
+        """Load the shipped models and the checksum-verified hash index; ``warm_up`` runs one dummy slice so
+        the first real one is fast."""
+        index = load_hash_index(weights_dir)
         segmenter = Segmenter.load("resunet", weights_dir)
         analyzer = cls(Classifier.load(weights_dir), segmenter, index, _optional_acquisition(weights_dir),
                        CrossCheck.load(weights_dir, segmenter))

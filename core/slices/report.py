@@ -7,7 +7,7 @@ Grad-CAM maps, the segmentation overlay and mask, the measurements with their un
 warnings, the model names with their weight sha256, the app version and the time -- and
 :func:`report_pdf` (fpdf2) and :func:`report_json` render it.
 
-Privacy: DICOM patient identifiers (:data:`core.readers.slice.IDENTIFYING_DICOM_FIELDS`) are left out unless
+Privacy: DICOM patient identifiers (:data:`core.readers.dicom.IDENTIFYING_DICOM_FIELDS`) are left out unless
 ``include_identifiers`` is set; when they are left out, any of their values (and the parts of a
 person's name) that appear in what came from the upload -- its file name (a file named after the
 patient, say) and its header metadata -- are replaced by ``[withheld]``. Everything else in the
@@ -29,7 +29,7 @@ from PIL import Image
 
 from core import config
 from core.slices.findings import acquisition_block, lesion_block, outline_caption
-from core.readers.slice import Slice
+from core.readers.decoded import Slice
 from core.imaging.morphology import feature_table
 from core.slices.pipeline import SliceResult, mask_png
 from core.version import APP_NAME, APP_VERSION

@@ -71,7 +71,6 @@ class Batches(WeightedDraws):
     def make_batch(self, take: np.ndarray, rng: np.random.Generator):
         x = np.stack([augment_acquisition(self.slices.x[i], rng, AUGMENT) for i in take])
         return normalise_batch(x, "head")[..., None], self.y[take]
-        self.order = np.random.default_rng((self.seed, self.epoch)).choice(len(self.slices), self.samples, p=self.w)
 
 
 def predict(model: keras.Model, slices: SliceSet, batch: int = 128) -> np.ndarray:

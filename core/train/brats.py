@@ -26,13 +26,13 @@ from core import config
 from core.train.augment import AugmentConfig, random_affine, warp
 from core.volumes.brats_model import (CLASS_TO_LABEL, MODALITIES, WINDOW_OVERLAP, VolumePostProcessing, labels_to_classes,
                               normalise_case, postprocess_labels, predict_classes, predict_classes_3d)
-from core.imaging.metrics import dice
 from core.models.losses import dice_focal_loss
 from core.models.segmenters import build_segmenter
 from core.serving.registry import record_model
-from core.train.common import (BestWeights, CosineWithinBudget, relative_to_repo, run_facts,
+from core.train.common import (BestWeights, CosineWithinBudget, ShuffledBatches, relative_to_repo, run_facts,
                                save_inference_model, set_batchnorm_momentum, set_seed, training_command)
 from core.volumes.case import read_case_folder
+from core.volumes.regions import region_dice
 
 REGIONS = config.BRATS_REGIONS
 GEOMETRY = AugmentConfig(rotation_deg=10.0, shift=0.05, zoom=0.1, brightness=(1.0, 1.0), hflip=True)
@@ -96,12 +96,11 @@ def load_volumes(folders: list[Path]) -> list[tuple[str, np.ndarray, np.ndarray,
     return out
 
 
-class SliceBatches(keras.utils.PyDataset):
+class SliceBatches(ShuffledBatches):
     """Augmented axial slices ``(B, S, S, 4)`` with one-hot targets ``(B, S, S, 4)``."""
 
     def __init__(self, volumes, batch: int, size: int, seed: int, tumour_repeat: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.batch, self.size, self.seed, self.epoch = batch, size, seed, 0
+        self.size = size
         self.slices: list[tuple[np.ndarray, np.ndarray]] = []
         for _, volume, labels, _ in volumes:
             classes = labels_to_classes(labels)
@@ -110,10 +109,7 @@ class SliceBatches(keras.utils.PyDataset):
                     continue
                 item = (volume[:, :, z], classes[:, :, z])
                 self.slices.extend([item] * (tumour_repeat if np.any(item[1]) else 1))
-        self.order = np.random.default_rng(seed).permutation(len(self.slices))
-
-    def __len__(self) -> int:
-        return int(np.ceil(len(self.slices) / self.batch))
+        super().__init__(len(self.slices), batch, seed, **kwargs)
 
     def _crop(self, image: np.ndarray, classes: np.ndarray, rng: np.random.Generator):
         h, w = classes.shape
@@ -125,10 +121,9 @@ class SliceBatches(keras.utils.PyDataset):
         r0, c0 = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
         return image[r0:r0 + s, c0:c0 + s], classes[r0:r0 + s, c0:c0 + s]
 
-    def __getitem__(self, idx: int):
-        rng = np.random.default_rng((self.seed, self.epoch, idx))
+    def make_batch(self, take: np.ndarray, rng: np.random.Generator):
         xs, ys = [], []
-        for i in self.order[idx * self.batch:(idx + 1) * self.batch]:
+        for i in take:
             image, classes = self._crop(*self.slices[i], rng)
             matrix, flip = random_affine(rng, classes.shape, GEOMETRY)
             image = warp(np.ascontiguousarray(image), matrix, flip)
@@ -137,10 +132,6 @@ class SliceBatches(keras.utils.PyDataset):
             xs.append(image.astype(np.float32))
             ys.append(np.eye(4, dtype=np.float32)[classes])
         return np.stack(xs), np.stack(ys)
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.slices))
 
 
 class CropBatches(keras.utils.PyDataset):
@@ -194,11 +185,6 @@ class CropBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
-
-
-def region_dice(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Dice per BraTS region (both empty = 1.0)."""
-    return {region: float(dice(np.isin(pred, labels), np.isin(truth, labels))) for region, labels in REGIONS.items()}
 
 
 def score_cases(predict: Callable[[np.ndarray], np.ndarray], volumes,

@@ -33,38 +33,26 @@ from core.data.datasets import load_classification, stratified_split
 from core.models.classifiers import CLASSIFIER_BUILDERS, MEMBER_BUILDERS, build_classifier
 from core.imaging.preprocess import NORMALISATIONS
 from core.serving.registry import record_model
-from core.train.common import (BestWeights, CosineWithinBudget, recalibrate_batchnorm, relative_to_repo,
-                               run_facts, save_inference_model, set_batchnorm_momentum, set_seed, training_command,
-                               warm_start)
+from core.train.common import (BestWeights, CosineWithinBudget, ShuffledBatches, recalibrate_batchnorm,
+                               relative_to_repo, run_facts, save_inference_model, set_batchnorm_momentum, set_seed,
+                               training_command, warm_start)
 
 FAMILIES = {"resnet_compact": "residual", "mobilenet_compact": "depthwise-separable",
             "densenet_compact": "densely connected", "efficientnet_compact": "compound-scaled"}
 
 
-class AugmentedBatches(keras.utils.PyDataset):
+class AugmentedBatches(ShuffledBatches):
     """Shuffled, augmented batches of uint8 images ``(N, S, S)`` with one-hot labels."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch: int, seed: int, normalisation: str = "unit",
                  **kwargs):
-        super().__init__(**kwargs)
-        self.images, self.labels, self.batch, self.seed = images, labels, batch, seed
-        self.normalisation = normalisation
-        self.epoch = 0
-        self.order = np.random.default_rng(seed).permutation(len(images))
+        super().__init__(len(images), batch, seed, **kwargs)
+        self.images, self.labels, self.normalisation = images, labels, normalisation
 
-    def __len__(self) -> int:
-        return int(np.ceil(len(self.images) / self.batch))
-
-    def __getitem__(self, idx: int):
-        rng = np.random.default_rng((self.seed, self.epoch, idx))
-        take = self.order[idx * self.batch:(idx + 1) * self.batch]
+    def make_batch(self, take: np.ndarray, rng: np.random.Generator):
         x = normalise_batch(np.stack([augment_image(self.images[i], rng) for i in take]), self.normalisation)[..., None]
         y = keras.utils.to_categorical(self.labels[take], len(config.CLASS_NAMES))
         return x, y
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
 
 
 def default_training_dir() -> Path:

@@ -21,6 +21,43 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+class ShuffledBatches(keras.utils.PyDataset):
+    """Batches of ``n`` training items in a seeded order, reshuffled at each epoch's end.
+
+    Batch ``idx`` of an epoch takes ``order[idx * batch:(idx + 1) * batch]`` (the last may be short)
+    and gets its own generator seeded by ``(seed, epoch, idx)``, so batches are reproducible whatever
+    the loader's worker order; a subclass turns the indices into arrays in :meth:`make_batch`, and
+    may choose the indices otherwise by overriding :meth:`first_order` and :meth:`next_order`.
+    """
+
+    def __init__(self, n: int, batch: int, seed: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.n, self.batch, self.seed, self.epoch = n, batch, seed, 0
+        self.order = self.first_order()
+
+    def first_order(self) -> np.ndarray:
+        """Item indices of the first epoch."""
+        return np.random.default_rng(self.seed).permutation(self.n)
+
+    def next_order(self) -> np.ndarray:
+        """Item indices of epoch ``self.epoch`` (called once it has been incremented)."""
+        return np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+
+    def __len__(self) -> int:
+        return int(np.ceil(self.n / self.batch))
+
+    def __getitem__(self, idx: int):
+        rng = np.random.default_rng((self.seed, self.epoch, idx))
+        return self.make_batch(self.order[idx * self.batch:(idx + 1) * self.batch], rng)
+
+    def make_batch(self, take: np.ndarray, rng: np.random.Generator):
+        raise NotImplementedError
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self.next_order()
+
+
 class BestWeights(keras.callbacks.Callback):
     """Keep the weights of the best epoch in memory (by ``monitor``) and restore them at the end."""
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from core import config
 from core.train.augment import AcquisitionConfig, augment_acquisition
+from core.train.common import ShuffledBatches
 from core.slices.classify import normalise_batch
 from core.evaluation.external import cell_table
 from core.data.sources import SliceSet
@@ -41,16 +42,15 @@ def balanced_weights(slices: SliceSet) -> np.ndarray:
     return w / w.sum()
 
 
-class WeightedDraws(keras.utils.PyDataset):
+class WeightedDraws(ShuffledBatches):
     """``samples`` slice indices per epoch drawn by ``weights`` (redrawn each epoch unless ``redraw``
     is off); a subclass turns one batch of indices into arrays in :meth:`make_batch`."""
 
     redraw = True
 
     def __init__(self, weights: np.ndarray, batch: int, samples: int, seed: int, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.weights, self.batch, self.samples, self.seed, self.epoch = weights, batch, samples, seed, 0
-        self.order = self._draw()
+        self.weights, self.samples = weights, samples
+        super().__init__(samples, batch, seed, **kwargs)
 
     def draw_key(self) -> tuple[int, ...]:
         """Seed of this epoch's draw."""
@@ -59,20 +59,14 @@ class WeightedDraws(keras.utils.PyDataset):
     def _draw(self) -> np.ndarray:
         return np.random.default_rng(self.draw_key()).choice(len(self.weights), size=self.samples, p=self.weights)
 
+    def first_order(self) -> np.ndarray:
+        return self._draw()
+
+    def next_order(self) -> np.ndarray:
+        return self._draw() if self.redraw else self.order
+
     def __len__(self) -> int:
         return self.samples // self.batch
-
-    def __getitem__(self, idx: int):
-        rng = np.random.default_rng((self.seed, self.epoch, idx))
-        return self.make_batch(self.order[idx * self.batch:(idx + 1) * self.batch], rng)
-
-    def make_batch(self, take: np.ndarray, rng: np.random.Generator):
-        raise NotImplementedError
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        if self.redraw:
-            self.order = self._draw()
 
 
 class BalancedBatches(WeightedDraws):

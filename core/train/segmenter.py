@@ -29,7 +29,7 @@ from core.models.losses import bce_dice_loss, binary_dice_metric
 from core.models.segmenters import SEGMENTER_BUILDERS, build_segmenter
 from core.serving.registry import record_model
 from core.slices.segment import KEEP_RULES, PostProcessing, postprocess, rules_for_card
-from core.train.common import (BestWeights, CosineWithinBudget, relative_to_repo, run_facts,
+from core.train.common import (BestWeights, CosineWithinBudget, ShuffledBatches, relative_to_repo, run_facts,
                                concatenate_logs, save_inference_model, set_batchnorm_momentum, set_seed,
                                training_command, warm_start)
 
@@ -40,19 +40,13 @@ SPLIT_KEYS = ("test_fold", "val_patients", "seed")
 FIGSHARE_SPACING_MM = (0.98, 0.98)
 
 
-class CropBatches(keras.utils.PyDataset):
+class CropBatches(ShuffledBatches):
     """Augmented image/mask batches; crops centre on tumour with probability ``p_tumour``."""
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, batch: int, crop: int, seed: int,
                  p_tumour: float = 0.8, **kwargs):
-        super().__init__(**kwargs)
-        self.images, self.masks, self.batch, self.crop, self.seed = images, masks, batch, crop, seed
-        self.p_tumour = p_tumour
-        self.epoch = 0
-        self.order = np.random.default_rng(seed).permutation(len(images))
-
-    def __len__(self) -> int:
-        return int(np.ceil(len(self.images) / self.batch))
+        super().__init__(len(images), batch, seed, **kwargs)
+        self.images, self.masks, self.crop, self.p_tumour = images, masks, crop, p_tumour
 
     def _crop_origin(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
         size, c = mask.shape[0], self.crop
@@ -65,19 +59,14 @@ class CropBatches(keras.utils.PyDataset):
             r0, c0 = (int(v) for v in rng.integers(0, size - c + 1, size=2))
         return int(np.clip(r0, 0, size - c)), int(np.clip(c0, 0, size - c))
 
-    def __getitem__(self, idx: int):
-        rng = np.random.default_rng((self.seed, self.epoch, idx))
+    def make_batch(self, take: np.ndarray, rng: np.random.Generator):
         xs, ys = [], []
-        for i in self.order[idx * self.batch:(idx + 1) * self.batch]:
+        for i in take:
             image, mask = augment_pair(self.images[i], self.masks[i], rng)
             r0, c0 = self._crop_origin(mask, rng)
             xs.append(image[r0:r0 + self.crop, c0:c0 + self.crop])
             ys.append(mask[r0:r0 + self.crop, c0:c0 + self.crop])
         return np.stack(xs)[..., None], np.stack(ys)[..., None].astype(np.float32)
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
 
 
 def tune_postprocessing(probs: np.ndarray, masks: np.ndarray,

@@ -9,7 +9,7 @@ Two stages, each refusal naming what was wrong:
    16 px head-crop thumbnail lies outside the training appearance subspace (PCA residual) are
    robust z-scored and scored by the negative log-likelihood of a Gaussian mixture fitted on
    the real training slices; the limit is the 99.9th percentile of the training scores. All of it
-   is fitted by
+   is fitted by :mod:`core.train.guard_stats`,
 
        python -m core.guard fit
 
@@ -24,10 +24,7 @@ can override a refusal in the app (a real MRI the guard misjudges); the result r
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -38,8 +35,9 @@ from scipy import ndimage
 
 from core import config
 from core.errors import NotAnMRISlice
-from core.readers.slice import Slice
+from core.readers.decoded import Slice
 from core.imaging.preprocess import to_unit_range
+from core.serving import registry
 
 #: Mean chroma above which an image is a colour photograph rather than an MRI rendering.
 MAX_COLOURFULNESS = 0.08
@@ -336,17 +334,30 @@ class GuardStats:
         return stats
 
 
+#: The statistics' entry in the manifest's ``files`` (checked like every shipped file).
+STATS_NAME = "guard_stats"
+STATS_COMMAND = "python -m core.guard fit"
+
+
 @lru_cache(maxsize=4)
-def _cached_stats(path: str, mtime: float) -> GuardStats | None:
+def _cached_stats(path: str, mtime: float, verify_in: str | None) -> GuardStats | None:
+    if verify_in is not None:
+        registry.verified_file(STATS_NAME, Path(verify_in))
     return GuardStats.load(Path(path))
 
 
 def load_stats(path: Path | None = None) -> GuardStats | None:
-    """The fitted statistics, or ``None`` when the file is missing (the guard then uses its rules only)."""
-    path = Path(path or STATS_PATH)
+    """The fitted statistics, or ``None`` when the file is missing (the guard then uses its rules only).
+
+    The shipped file (no ``path``) is read after the registry's sha256 check: an altered or unlisted
+    ``weights/guard_stats.json`` raises :class:`core.errors.ModelUnavailable`, as an altered model does.
+    """
+    shipped = path is None
+    path = Path(path or config.WEIGHTS_DIR / STATS_PATH.name)
     if not path.is_file():
         return None
-    return _cached_stats(str(path), path.stat().st_mtime)
+    verify_in = str(path.parent) if shipped else None
+    return _cached_stats(str(path), path.stat().st_mtime, verify_in)
 
 
 # --------------------------------------------------------------------------- the verdict
@@ -414,87 +425,3 @@ def require_mri_slice(slice_: Slice) -> None:
     verdict = check_slice(slice_)
     if not verdict.accepted:
         raise NotAnMRISlice(verdict.reason)
-
-
-# --------------------------------------------------------------------------- fitting CLI
-
-def _folder_features(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Raw feature vectors, thumbnails and relative names of a class-folder dataset."""
-    from core.data.datasets import list_classification
-    from core.readers.slice import read_slice_file
-
-    listing = list_classification(root)
-    rows, thumbs = [], []
-    for i, path in enumerate(listing.paths):
-        f, thumb = describe(read_slice_file(path).image)
-        rows.append(feature_vector(f))
-        thumbs.append(thumb)
-        if (i + 1) % 1000 == 0:
-            print(f"  {root.name}: {i + 1}/{len(listing.paths)}", file=sys.stderr, flush=True)
-    return np.array(rows), np.array(thumbs), [path.relative_to(root).as_posix() for path in listing.paths]
-
-
-def evaluate_non_mri(stats: GuardStats) -> dict:
-    """Refusal rate of :func:`check_slice` on :func:`core.trust.nonmri.non_mri_set`, overall and per group."""
-    from core.trust.nonmri import non_mri_set, to_slice
-
-    items = non_mri_set()
-    refused = {}
-    for item in items:
-        refused[item.name] = (item.group, not check_slice(to_slice(item), stats).accepted)
-    groups = sorted({g for g, _ in refused.values()})
-    return {
-        "n": len(items),
-        "refusal_rate": round(float(np.mean([r for _, r in refused.values()])), 4),
-        "per_group": {g: round(float(np.mean([r for gg, r in refused.values() if gg == g])), 4) for g in groups},
-        "accepted": sorted(n for n, (_, r) in refused.items() if not r),
-    }
-
-
-def fit_command(train: Path, test: Path | None, out: Path) -> dict:
-    """Fit on ``train``, measure on ``test`` and on the non-MRI set, write ``out``; returns the numbers."""
-    t0 = time.perf_counter()
-    x, thumbs, _ = _folder_features(train)
-    stats = GuardStats.fit(x, thumbs)
-    info: dict = {"fitted_on": f"brain_mri_4class/{train.name}", "n_train": len(x),
-                  "limit_quantile": LIMIT_QUANTILE, "command": "python -m core.guard fit"}
-    if test is not None:
-        xt, tt, names = _folder_features(test)
-        scores = stats.score(xt, tt)
-        # the rules (size, colour, blank) never refuse these 8-bit grey slices; the score decides
-        refused = scores > stats.limit
-        info.update({"test_set": f"brain_mri_4class/{test.name}", "n_test": len(xt),
-                     "test_false_refusal_rate": round(float(refused.mean()), 4),
-                     "test_false_refusals": [n for n, r in zip(names, refused) if r]})
-    info["non_mri"] = evaluate_non_mri(stats)
-    info["seconds"] = round(time.perf_counter() - t0, 1)
-    stats.info = info
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stats.save(out)
-    return info
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.guard", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    fp = sub.add_parser("fit", help="fit the OOD statistics on the training slices and measure them")
-    fp.add_argument("--train", type=Path, default=None, help="class-folder Training set")
-    fp.add_argument("--test", type=Path, default=None, help="class-folder Testing set (false-refusal rate)")
-    fp.add_argument("--out", type=Path, default=STATS_PATH)
-    args = parser.parse_args(argv)
-    root = config.data_dir()
-    train = args.train or (root / "brain_mri_4class" / "Training" if root else None)
-    test = args.test or (root / "brain_mri_4class" / "Testing" if root else None)
-    if train is None or not Path(train).is_dir():
-        raise SystemExit("error: training folder not found; pass --train or set BTD_DATA_DIR")
-    info = fit_command(Path(train), Path(test) if test and Path(test).is_dir() else None, args.out)
-    print(f"wrote {args.out.name}: limit {GuardStats.load(args.out).limit:.2f}")
-    print(f"non-MRI refusal per group: {info['non_mri']['per_group']}")
-    print(f"non-MRI accepted: {info['non_mri']['accepted']}")
-    print(f"RESULT n_train={info['n_train']} test_false_refusal_rate={info.get('test_false_refusal_rate')} "
-          f"non_mri_refusal_rate={info['non_mri']['refusal_rate']} n_non_mri={info['non_mri']['n']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -250,7 +250,7 @@ def non_mri_set(per_group: int = 20, seed: int = 0) -> list[NonMRIImage]:
 
 
 def to_slice(item: NonMRIImage):
-    """The image as the app would read it (through a PNG upload), as a :class:`core.readers.slice.Slice`."""
+    """The image as the app would read it (through a PNG upload), as a :class:`core.readers.decoded.Slice`."""
     import io
 
     from core.readers.slice import read_slice

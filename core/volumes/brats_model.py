@@ -30,6 +30,7 @@ from scipy import ndimage
 from core import config
 
 from core.serving import registry
+from core.serving.registry import card_dims
 from core.errors import ModelUnavailable
 
 MODALITIES: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
@@ -251,11 +252,6 @@ def predict_classes_3d(model, volume: np.ndarray, window: int, multiple: int = 1
     probs = sliding_window(model, volume[box], window, multiple, overlap, progress)
     classes[box] = probs.argmax(-1).astype(np.uint8)
     return classes
-
-
-def card_dims(card: Mapping) -> int:
-    """2 or 3: the kind of BraTS model a card describes (a card without ``dims`` is 2D)."""
-    return int(card.get("dims", 2))
 
 
 def shipped_name(weights_dir: Path | None = None) -> str:

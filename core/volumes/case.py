@@ -1,4 +1,4 @@
-"""A 3D multi-modal BraTS case: reading, orientation, slicing, regions, volumes, comparison.
+"""A 3D multi-modal BraTS case: file naming conventions, reading, orientation, label numbering.
 
 Plain library (no Streamlit). Every reader returns a :class:`Case`; bad input raises a
 :class:`core.errors.InputError` subclass whose message is meant for the person who uploaded it
@@ -19,14 +19,10 @@ Conventions callers rely on:
 * **Images** keep a small on-disk dtype (uint8, int8, uint16, int16, float32); anything else
   (float64, scaled integers, int32...) becomes float32, one modality at a time, so a case never
   holds float64 copies of its modalities.
-* **Display.** :func:`slice_view` returns 2D views with the same orientation as
-  :mod:`core.readers.slice` slices: rows run superior -> inferior (axial: anterior -> posterior); axial and
-  coronal columns run patient right -> left (radiological), sagittal columns posterior ->
-  anterior. Images and labels go through the same function, so overlays line up.
-* **Empty regions in comparisons** (:func:`compare_to_truth`): both empty -> Dice 1.0 and
-  HD95 0.0 mm (nothing to find, nothing found; e.g. ET in a case without enhancing tumour);
-  exactly one empty -> Dice 0.0 and HD95 ``nan`` (no surface to measure against), as in
-  :mod:`core.imaging.metrics`.
+
+Views for display are in :mod:`core.volumes.views`, tumour regions and the comparison with the
+ground truth in :mod:`core.volumes.regions`, label maps written back as NIfTI in
+:mod:`core.volumes.nifti_export`.
 
 Accepted file layouts (``.nii`` or ``.nii.gz``; directories in names are allowed):
 
@@ -39,7 +35,6 @@ Accepted file layouts (``.nii`` or ``.nii.gz``; directories in names are allowed
 """
 from __future__ import annotations
 
-import gzip
 import io
 import lzma
 import math
@@ -55,26 +50,21 @@ from typing import Any
 import numpy as np
 
 from core import config
-from core.errors import (
-    CaseError,
-    CorruptFile,
-    EmptyFile,
-    EmptyImage,
-    ImageTooLarge,
-    UnsupportedFile,
+from core.errors import CaseError, CorruptFile, EmptyFile, EmptyImage, ImageTooLarge, UnsupportedFile
+from core.readers.budgets import plausible_spacing
+from core.readers.nifti import (
+    affine_orientation,
+    check_decompressed_size,
+    check_voxel_type,
+    read_header,
+    stored_bytes,
 )
-from core.readers.slice import affine_orientation, plausible_spacing
-from core.imaging.metrics import dice, hausdorff95
-from core.imaging.morphology import region_volumes_cm3
 
 __all__ = [
     "MODALITIES",
     "MODALITY_NAMES",
     "CONVENTIONS",
     "LABEL_MAPS",
-    "LABEL_VOLUME_GROUPS",
-    "PLANES",
-    "WINDOW_PERCENTILES",
     "MAX_CASE_BYTES",
     "MAX_VOLUME_VOXELS",
     "MAX_ZIP_MEMBERS",
@@ -84,20 +74,6 @@ __all__ = [
     "read_case",
     "read_case_zip",
     "read_case_folder",
-    "window_presets",
-    "apply_window",
-    "plane_axis",
-    "plane_size",
-    "view_shape",
-    "view_spacing",
-    "slice_view",
-    "largest_tumour_slice",
-    "region_masks",
-    "label_volumes_cm3",
-    "compare_to_truth",
-    "save_labels_nifti",
-    "labels_in_input_orientation",
-    "prediction_nifti",
 ]
 
 #: Modality keys of :attr:`Case.images`, in the channel order of the segmentation models.
@@ -111,22 +87,6 @@ LABEL_MAPS: dict[str, dict[int, int]] = {
     "brats2021": {0: 0, 1: 1, 2: 2, 4: 4},
     "brats2023": {0: 0, 1: 1, 2: 2, 3: 4},
     "decathlon": {0: 0, 1: 2, 2: 1, 3: 4},
-}
-#: Groups reported by :func:`label_volumes_cm3`: the three labels and the three regions.
-LABEL_VOLUME_GROUPS: dict[str, tuple[int, ...]] = {
-    "NCR": (1,),
-    "ED": (2,),
-    "ET": (4,),
-    "WT": tuple(config.BRATS_REGIONS["WT"]),
-    "TC": tuple(config.BRATS_REGIONS["TC"]),
-}
-#: Display planes and the canonical (RAS) axis each one cuts.
-PLANES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
-#: Intensity window presets: percentiles (low, high) of the non-zero voxels.
-WINDOW_PERCENTILES: dict[str, tuple[float, float]] = {
-    "default": (1.0, 99.0),
-    "narrow": (5.0, 95.0),
-    "full": (0.0, 100.0),
 }
 
 #: Largest total input (all files, compressed as uploaded; also the zip's unpacked members).
@@ -178,7 +138,7 @@ class Case:
     ``files`` maps each key (modalities, ``"seg"``, or ``"image4d"``) to the file it came
     from, and ``original_axcodes`` names the orientation the files were stored in (e.g. "LPS");
     ``original_affine`` is the input files' own affine (for writing results back in their grid,
-    see :func:`labels_in_input_orientation`).
+    see :func:`core.volumes.nifti_export.labels_in_input_orientation`).
     """
 
     images: dict[str, np.ndarray]
@@ -334,46 +294,7 @@ def _check_modalities(keys: set[str], convention: str) -> None:
     raise CaseError(f"Missing {noun}: {_names(missing)} (found {_names(present)}). {hint}")
 
 
-# --------------------------------------------------------------------------- NIfTI decoding
-
-
-def _gunzip(data: bytes, n: int, name: str) -> bytes:
-    """The first ``n`` decompressed bytes of gzip ``data`` (fewer if it is shorter)."""
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
-            return fh.read(n)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise CorruptFile(f"'{name}' is a damaged or truncated gzip file and cannot be decompressed ({exc}).") from exc
-
-
-def _header(head: bytes, name: str) -> Any:
-    """Parse a single-file NIfTI-1/2 header from the first bytes of the file."""
-    import nibabel as nib
-
-    if len(head) >= 4:
-        size_le, size_be = int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")
-        sizes = {size_le, size_be}
-        if 348 in sizes and len(head) >= 348:
-            magic = head[344:348]
-            if magic == b"ni1\x00":
-                raise UnsupportedFile(
-                    f"'{name}' is a NIfTI header without its image (.hdr/.img pair); "
-                    "use a single .nii or .nii.gz file."
-                )
-            if magic == b"n+1\x00":
-                klass, size = nib.Nifti1Header, 348
-            else:
-                raise UnsupportedFile(f"'{name}' is an Analyze image, not NIfTI; convert it to .nii.gz.")
-        elif 540 in sizes and len(head) >= 540 and head[4:8] == b"n+2\x00":
-            klass, size = nib.Nifti2Header, 540
-        else:
-            klass = None
-        if klass is not None:
-            try:
-                return klass.from_fileobj(io.BytesIO(head[:size]))
-            except Exception as exc:
-                raise CorruptFile(f"'{name}' has a damaged NIfTI header ({exc}).") from exc
-    raise CorruptFile(f"'{name}' is named as NIfTI but has no valid NIfTI header.")
+# --------------------------------------------------------------------------- one NIfTI volume
 
 
 def _spatial_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -384,7 +305,8 @@ def _spatial_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
-def _fmt(shape: Iterable[int]) -> str:
+def _shape_text(shape: Iterable[int]) -> str:
+    """``(240, 240, 155)`` -> ``"240x240x155"``."""
     return "x".join(str(int(s)) for s in shape)
 
 
@@ -392,72 +314,49 @@ def _load(data: bytes, name: str, want: str) -> tuple[Any, tuple[int, ...]]:
     """Decode one NIfTI file into an in-memory image after checking its header.
 
     ``want`` is ``"3d"`` (a modality or a label map), ``"4d"`` (Decathlon image) or ``"any"``.
-    The header is read first (only its bytes are decompressed): the dimensions and the voxel
-    count are checked before the data are decompressed, and decompression stops at the size
-    the header announces.
+    The header is read first by :mod:`core.readers.nifti` (only its bytes are decompressed): the
+    dimensions and the voxel count are checked here, the voxel type and the decompressed size
+    there, before the data are decompressed; decompression stops at the size the header announces.
     """
     import nibabel as nib
 
-    if not data:
-        raise EmptyFile(f"'{name}' is empty (0 bytes).")
-    gz = data[:2] == b"\x1f\x8b"
-    head = _gunzip(data, 544, name) if gz else data[:544]
-    header = _header(head, name)
-    try:
-        shape = _spatial_shape(header.get_data_shape())
-    except Exception as exc:
-        raise CorruptFile(f"'{name}' has a damaged NIfTI header ({type(exc).__name__}: {exc}).") from exc
+    h = read_header(data, name)
+    shape = _spatial_shape(h.shape)
     spatial = shape[:3]
     if min(shape) <= 0:
         raise EmptyImage(
-            f"'{name}' declares a volume of {_fmt(shape)} voxels: a dimension of size {min(shape)} "
+            f"'{name}' declares a volume of {_shape_text(shape)} voxels: a dimension of size {min(shape)} "
             "means it holds no image. The file is damaged or was not exported correctly."
         )
     if len(shape) < 3 or min(spatial) == 1:
         flat = tuple(s for s in spatial if s != 1)
         raise CaseError(
-            f"'{name}' is a {max(len(flat), 1)}D image ({_fmt(shape)}); every file of a BraTS case must "
+            f"'{name}' is a {max(len(flat), 1)}D image ({_shape_text(shape)}); every file of a BraTS case must "
             "be a 3D volume."
         )
     if len(shape) > 4:
-        raise CaseError(f"'{name}' is a {len(shape)}D image ({_fmt(shape)}); a 3D volume is expected.")
+        raise CaseError(f"'{name}' is a {len(shape)}D image ({_shape_text(shape)}); a 3D volume is expected.")
     if len(shape) == 4 and want == "3d":
         raise CaseError(
-            f"'{name}' is a 4D image ({_fmt(shape)}) where one 3D modality or label map is expected."
+            f"'{name}' is a 4D image ({_shape_text(shape)}) where one 3D modality or label map is expected."
         )
     if len(shape) == 3 and want == "4d":
         raise CaseError(
-            f"'{name}' holds a single 3D volume ({_fmt(shape)}): only one modality. The Decathlon "
+            f"'{name}' holds a single 3D volume ({_shape_text(shape)}): only one modality. The Decathlon "
             "format stores the four modalities (FLAIR, T1w, T1gd, T2w) in one 4D image."
         )
     n_voxels = int(np.prod(spatial, dtype=np.int64))
     if n_voxels > MAX_VOLUME_VOXELS:
         raise ImageTooLarge(
-            f"'{name}' has {n_voxels / 1e6:.1f} M voxels per volume ({_fmt(shape)}); the limit is "
+            f"'{name}' has {n_voxels / 1e6:.1f} M voxels per volume ({_shape_text(shape)}); the limit is "
             f"{MAX_VOLUME_VOXELS / 1e6:.1f} M (e.g. 256x256x256)."
         )
     if len(shape) == 4 and shape[3] > 8:
         raise CaseError(f"'{name}' has {shape[3]} volumes in its 4th dimension; a BraTS case has 4 modalities.")
-    try:
-        dtype = header.get_data_dtype()
-        offset = max(int(header.get_data_offset()), header.sizeof_hdr + 4)
-    except Exception as exc:
-        raise CorruptFile(f"'{name}' has a damaged NIfTI header ({type(exc).__name__}: {exc}).") from exc
-    if dtype.fields is not None or dtype.kind not in "uif":
-        raise UnsupportedFile(f"'{name}' stores {dtype} voxels; greyscale numbers are expected.")
-    n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if offset + n_bytes > config.MAX_NIFTI_BYTES:
-        raise ImageTooLarge(
-            f"'{name}' needs {(offset + n_bytes) / 2**20:.0f} MB once decompressed; the limit for one "
-            f"file is {config.MAX_NIFTI_BYTES / 2**20:.0f} MB."
-        )
-    raw = _gunzip(data, offset + n_bytes, name) if gz else data
-    if len(raw) < offset + n_bytes:
-        raise CorruptFile(
-            f"'{name}' is truncated: the header announces {_fmt(shape)} {dtype} voxels "
-            f"({offset + n_bytes} bytes) but the file holds {len(raw)}."
-        )
-    klass = nib.Nifti2Image if header.sizeof_hdr == 540 else nib.Nifti1Image
+    check_voxel_type(h, name)
+    check_decompressed_size(h, name)
+    raw = stored_bytes(data, h, name)
+    klass = nib.Nifti2Image if h.header.sizeof_hdr == 540 else nib.Nifti1Image
     try:
         img = klass.from_bytes(raw)
     except Exception as exc:
@@ -553,8 +452,8 @@ def _check_grid(ref: tuple[str, np.ndarray, np.ndarray], other: tuple[str, np.nd
     (ref_name, ref_arr, ref_aff), (name, arr, aff) = ref, other
     if ref_arr.shape != arr.shape:
         raise CaseError(
-            f"'{name}' has a different grid from '{ref_name}': {_fmt(arr.shape)} voxels vs "
-            f"{_fmt(ref_arr.shape)} (after reorientation to RAS). All modalities and the label map "
+            f"'{name}' has a different grid from '{ref_name}': {_shape_text(arr.shape)} voxels vs "
+            f"{_shape_text(ref_arr.shape)} (after reorientation to RAS). All modalities and the label map "
             "must be co-registered on one grid."
         )
     shift = float(np.max(np.linalg.norm(_corners(arr.shape, aff) - _corners(ref_arr.shape, ref_aff), axis=1)))
@@ -648,7 +547,7 @@ def read_case(files: Mapping[str, bytes]) -> Case:
     resolved: list[_Entry] = []
     for e in entries:
         if e.key == _DECATHLON_EITHER:
-            _, shape = _load_header_shape(files[e.name], e.name)
+            shape = _declared_shape(files[e.name], e.name)
             e = _Entry(e.name, e.case_id, "image4d" if len(shape) == 4 else "seg", e.convention)
         resolved.append(e)
     by_key: dict[str, str] = {}
@@ -723,12 +622,9 @@ def read_case(files: Mapping[str, bytes]) -> Case:
     )
 
 
-def _load_header_shape(data: bytes, name: str) -> tuple[Any, tuple[int, ...]]:
-    if not data:
-        raise EmptyFile(f"'{name}' is empty (0 bytes).")
-    head = _gunzip(data, 544, name) if data[:2] == b"\x1f\x8b" else data[:544]
-    header = _header(head, name)
-    return header, _spatial_shape(header.get_data_shape())
+def _declared_shape(data: bytes, name: str) -> tuple[int, ...]:
+    """The shape a file's header declares (only the header is decompressed)."""
+    return _spatial_shape(read_header(data, name).shape)
 
 
 def _axcodes(affine: np.ndarray) -> str:
@@ -826,220 +722,3 @@ def read_case_folder(path: str | Path) -> Case:
     _plan(names)
     _check_total(p.stat().st_size for p in found)
     return read_case({name: p.read_bytes() for name, p in names.items()})
-
-
-# --------------------------------------------------------------------------- display
-
-
-def window_presets(volume: np.ndarray, max_samples: int = 1_000_000) -> dict[str, tuple[float, float]]:
-    """Intensity windows ``{name: (lo, hi)}`` from percentiles of the non-zero voxels.
-
-    Names and percentiles are :data:`WINDOW_PERCENTILES` ("default" 1-99 %, "narrow" 5-95 %,
-    "full" 0-100 %, i.e. min-max of the non-zero voxels). At most ``max_samples`` evenly strided
-    voxels are used, so the cost is bounded for any volume. NaN and infinite voxels are ignored.
-    ``hi > lo`` always; an all-zero (or all non-finite) volume gives ``(0, 1)`` everywhere.
-    """
-    values = np.asarray(volume)
-    values = values[(values != 0) & np.isfinite(values)] if values.dtype.kind == "f" else values[values != 0]
-    if values.size > max_samples:
-        values = values[:: int(math.ceil(values.size / max_samples))]
-    out: dict[str, tuple[float, float]] = {}
-    for name, (p_lo, p_hi) in WINDOW_PERCENTILES.items():
-        if values.size == 0:
-            out[name] = (0.0, 1.0)
-            continue
-        lo, hi = (float(v) for v in np.percentile(values, [p_lo, p_hi]))
-        if not hi > lo:
-            hi = lo + max(1.0, abs(lo) * 1e-6)  # + 1.0 alone is lost on values like 1e30
-        out[name] = (lo, hi)
-    return out
-
-
-def apply_window(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Map ``[lo, hi]`` linearly to 0-255 (clipped outside) and return uint8 of the same shape."""
-    lo, hi = float(lo), float(hi)
-    if not hi > lo:
-        hi = lo + max(1e-6, abs(lo) * 1e-6)
-    scaled = (np.asarray(image, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-def plane_axis(plane: str) -> int:
-    """Canonical axis cut by a plane: sagittal 0 (x), coronal 1 (y), axial 2 (z)."""
-    try:
-        return PLANES[plane]
-    except KeyError:
-        raise ValueError(f"Unknown plane {plane!r}; use one of {', '.join(PLANES)}.") from None
-
-
-def plane_size(shape: tuple[int, ...], plane: str) -> int:
-    """Number of slices in ``plane`` for a volume of ``shape`` (valid indices 0 .. n-1)."""
-    return int(shape[plane_axis(plane)])
-
-
-def view_shape(shape: tuple[int, ...], plane: str) -> tuple[int, int]:
-    """``(rows, cols)`` of :func:`slice_view` for a volume of ``shape``."""
-    axis = plane_axis(plane)
-    first, second = (int(shape[a]) for a in range(3) if a != axis)
-    return second, first
-
-
-def view_spacing(spacing_mm: tuple[float, ...], plane: str) -> tuple[float, float]:
-    """``(row, col)`` pixel size in mm of :func:`slice_view` (for the display aspect ratio)."""
-    axis = plane_axis(plane)
-    first, second = (float(spacing_mm[a]) for a in range(3) if a != axis)
-    return second, first
-
-
-def slice_view(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
-    """One 2D slice of a canonical RAS ``(X, Y, Z)`` volume, oriented for display (a view).
-
-    Axial (``volume[:, :, index]``): top = anterior, left = patient right (radiological).
-    Coronal (``volume[:, index, :]``): top = superior, left = patient right.
-    Sagittal (``volume[index, :, :]``): top = superior, left = posterior.
-    The same orientation as :mod:`core.readers.slice` NIfTI slices; apply it to images and labels alike.
-    """
-    arr = np.asarray(volume)
-    if arr.ndim != 3:
-        raise ValueError(f"slice_view needs a 3D volume, got shape {arr.shape}.")
-    axis = plane_axis(plane)
-    n = arr.shape[axis]
-    if not 0 <= int(index) < n:
-        raise IndexError(f"{plane} slice {index} is out of range 0..{n - 1}.")
-    slicer: list[Any] = [slice(None)] * 3
-    slicer[axis] = int(index)
-    view = np.rot90(arr[tuple(slicer)])
-    if axis in (1, 2):
-        view = view[:, ::-1]
-    return view
-
-
-def largest_tumour_slice(labels: np.ndarray | None, plane: str, region: str = "WT") -> int:
-    """Index of the ``plane`` slice with the most ``region`` voxels; the middle slice if none."""
-    axis = plane_axis(plane)
-    if labels is None:
-        raise ValueError("largest_tumour_slice needs a label map.")
-    arr = np.asarray(labels)
-    mask = np.isin(arr, config.BRATS_REGIONS[region])
-    other = tuple(a for a in range(3) if a != axis)
-    counts = mask.sum(axis=other)
-    if not counts.any():
-        return int(arr.shape[axis] // 2)
-    return int(np.argmax(counts))
-
-
-# --------------------------------------------------------------------------- regions, volumes
-
-
-def region_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Boolean masks ``{"WT", "TC", "ET"}`` (WT = {1, 2, 4}, TC = {1, 4}, ET = {4})."""
-    arr = np.asarray(labels)
-    return {name: np.isin(arr, values) for name, values in config.BRATS_REGIONS.items()}
-
-
-def label_volumes_cm3(labels: np.ndarray, spacing_mm: tuple[float, float, float]) -> dict[str, float]:
-    """Volumes in cm³ of NCR, ED, ET (labels 1, 2, 4) and of the regions WT and TC.
-
-    Volume = voxel count x voxel volume (product of ``spacing_mm``) / 1000.
-    """
-    return region_volumes_cm3(labels, spacing_mm, LABEL_VOLUME_GROUPS)
-
-
-def _crop_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Crop two masks to the bounding box of their union plus one voxel (same HD95, less work)."""
-    union = a | b
-    if not union.any():
-        return a, b
-    slices = []
-    for axis in range(union.ndim):
-        other = tuple(x for x in range(union.ndim) if x != axis)
-        hits = np.flatnonzero(union.any(axis=other))
-        slices.append(slice(max(int(hits[0]) - 1, 0), int(hits[-1]) + 2))
-    box = tuple(slices)
-    return a[box], b[box]
-
-
-def compare_to_truth(
-    pred: np.ndarray, truth: np.ndarray, spacing_mm: tuple[float, float, float]
-) -> dict[str, dict[str, float | bool]]:
-    """Per region (WT, TC, ET) agreement of a predicted label map with the ground truth.
-
-    Returns ``{region: {"dice", "hd95_mm", "volume_pred_cm3", "volume_truth_cm3",
-    "volume_diff_cm3", "both_empty"}}``; ``volume_diff_cm3`` is pred - truth. Empty regions:
-    both empty -> Dice 1.0, HD95 0.0 (``both_empty`` True; e.g. ET of a case with no enhancing
-    tumour predicted as such); exactly one empty -> Dice 0.0, HD95 ``nan`` (undefined: no
-    surface to measure against; skip it in averages). HD95 is the 95th percentile of the
-    symmetric surface distances in mm (:func:`core.imaging.metrics.hausdorff95` with the spacing).
-    """
-    p, t = np.asarray(pred), np.asarray(truth)
-    if p.shape != t.shape:
-        raise ValueError(f"Prediction {p.shape} and ground truth {t.shape} have different shapes.")
-    spacing = tuple(float(s) for s in spacing_mm)
-    voxel_cm3 = float(np.prod(spacing)) / 1000.0
-    pm, tm = region_masks(p), region_masks(t)
-    out: dict[str, dict[str, float | bool]] = {}
-    for region in config.BRATS_REGIONS:
-        a, b = pm[region], tm[region]
-        va, vb = int(a.sum()) * voxel_cm3, int(b.sum()) * voxel_cm3
-        ca, cb = _crop_pair(a, b)
-        out[region] = {
-            "dice": float(dice(ca, cb, empty_value=1.0)),
-            "hd95_mm": float(hausdorff95(ca, cb, spacing)),
-            "volume_pred_cm3": va,
-            "volume_truth_cm3": vb,
-            "volume_diff_cm3": va - vb,
-            "both_empty": bool(not a.any() and not b.any()),
-        }
-    return out
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def save_labels_nifti(labels: np.ndarray, affine: np.ndarray) -> bytes:
-    """``.nii.gz`` bytes of a 3D label map (uint8) with the given affine (sform and qform).
-
-    Values must be integers in 0..255 (the project's labels are 0, 1, 2, 4).
-    """
-    import nibabel as nib
-
-    arr = np.asarray(labels)
-    if arr.ndim != 3:
-        raise ValueError(f"A label map must be 3D, got shape {arr.shape}.")
-    if arr.size and (arr.min() < 0 or arr.max() > 255):
-        raise ValueError("Label values must lie in 0..255.")
-    aff = np.asarray(affine, dtype=np.float64)
-    if aff.shape != (4, 4):
-        raise ValueError(f"The affine must be 4x4, got {aff.shape}.")
-    img = nib.Nifti1Image(arr.astype(np.uint8, copy=False), aff)
-    img.set_data_dtype(np.uint8)
-    img.header.set_xyzt_units("mm")
-    img.set_sform(aff, code=1)
-    img.set_qform(aff, code=1)
-    img.header["intent_name"] = b"BraTS labels"
-    return gzip.compress(img.to_bytes(), compresslevel=6)
-
-
-def labels_in_input_orientation(labels: np.ndarray, case: Case) -> tuple[np.ndarray, np.ndarray]:
-    """A canonical label map put back on the input files' voxel grid: ``(array, affine)``.
-
-    Undoes the RAS reorientation of :func:`read_case` (axis flips and permutations only), so
-    the array lines up voxel for voxel with the uploaded modalities and the affine is theirs.
-    Without a recorded input affine the canonical array and affine are returned.
-    """
-    import nibabel as nib
-
-    arr = np.asarray(labels)
-    if arr.shape != case.shape:
-        raise ValueError(f"The label map {arr.shape} does not match the case {case.shape}.")
-    if case.original_affine is None:
-        return arr, np.asarray(case.affine, dtype=np.float64)
-    transform = nib.orientations.ornt_transform(nib.io_orientation(case.affine),
-                                                nib.io_orientation(case.original_affine))
-    back = nib.Nifti1Image(arr, case.affine).as_reoriented(transform)
-    return np.ascontiguousarray(np.asanyarray(back.dataobj)), np.asarray(back.affine, dtype=np.float64)
-
-
-def prediction_nifti(labels: np.ndarray, case: Case) -> bytes:
-    """``.nii.gz`` bytes of a predicted label map on the input's grid, with the input's affine."""
-    return save_labels_nifti(*labels_in_input_orientation(labels, case))

@@ -1,7 +1,7 @@
 """Pictures and tables of a BraTS case for the Explore page (no Streamlit).
 
 2D views are RGB ``uint8`` arrays (fast to send as images): a windowed slice from
-:func:`core.volumes.case.slice_view`, the label map blended on it (per-label colour and opacity, filled
+:func:`core.volumes.views.slice_view`, the label map blended on it (per-label colour and opacity, filled
 or as contours), resampled to square pixels and marked with the shared cursor. Tables are lists
 of dicts (one row per label or region) and figures are ``plotly.graph_objects.Figure``.
 
@@ -25,16 +25,9 @@ from skimage.transform import resize
 
 from core import config
 from core.volumes.mesh import brain_surface, region_mesh
-from core.volumes.case import (
-    LABEL_VOLUME_GROUPS,
-    PLANES,
-    Case,
-    apply_window,
-    label_volumes_cm3,
-    largest_tumour_slice,
-    slice_view,
-    view_spacing,
-)
+from core.volumes.case import Case
+from core.volumes.regions import LABEL_VOLUME_GROUPS, label_volumes_cm3
+from core.volumes.views import PLANES, apply_window, largest_tumour_slice, slice_view, view_spacing
 
 __all__ = [
     "LABELS",
@@ -127,7 +120,7 @@ def overlay_labels(grey: np.ndarray, labels: np.ndarray | None, style: OverlaySt
 
 
 def cursor_in_view(shape: Sequence[int], plane: str, cursor: Sequence[int]) -> tuple[int, int]:
-    """``(row, col)`` of the cursor voxel in :func:`core.volumes.case.slice_view` of ``plane``."""
+    """``(row, col)`` of the cursor voxel in :func:`core.volumes.views.slice_view` of ``plane``."""
     nx, ny, nz = (int(s) for s in shape[:3])
     x, y, z = (int(c) for c in cursor)
     if plane == "axial":
@@ -231,7 +224,7 @@ def volume_rows(truth: np.ndarray | None, pred: np.ndarray | None, spacing_mm: t
 
     Columns: ``part``, ``meaning``, ``expert_cm3``, ``model_cm3``, ``difference_cm3`` (model -
     expert); ``None`` where that label map is absent. With a ``comparison``
-    (:func:`core.volumes.case.compare_to_truth`) the regions WT, TC and ET also get ``dice`` and
+    (:func:`core.volumes.regions.compare_to_truth`) the regions WT, TC and ET also get ``dice`` and
     ``hd95_mm`` (``None`` for NCR and ED, and for an undefined HD95).
     """
     vt = label_volumes_cm3(truth, spacing_mm) if truth is not None else None
@@ -285,7 +278,7 @@ def empty_cell_notes(rows: Iterable[Mapping[str, Any]], comparison: Mapping[str,
 
 
 def agreement_rows(comparison: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of :func:`core.volumes.case.compare_to_truth` output: region, Dice, HD95 and a note."""
+    """Rows of :func:`core.volumes.regions.compare_to_truth` output: region, Dice, HD95 and a note."""
     rows = []
     for region, scores in comparison.items():
         hd = float(scores["hd95_mm"])

@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from core import config
 
 from core.volumes import case as volume
+from core.volumes.regions import label_volumes_cm3
 from core.volumes import figures as vv
 from core.volumes.brats_model import model_problem
 
@@ -116,7 +117,7 @@ def test_sample_renders_labelled_synthetic_without_model(no_model):
     sample = volume.read_case_folder(config.SAMPLE_DIR / "synthetic_brats" / "SYNTH_0001")
     assert cursor(at) == vv.tumour_cursor(sample.labels)            # opens on the tumour
     vols = table(at).set_index("part")
-    expected = volume.label_volumes_cm3(sample.labels, sample.spacing_mm)
+    expected = label_volumes_cm3(sample.labels, sample.spacing_mm)
     assert vols.loc["WT", "expert_cm3"] == pytest.approx(expected["WT"]) and expected["WT"] > 0
     assert "model_cm3" not in vols.columns
     assert at.get("download_button") and not at.button(key="bx_jump").disabled

@@ -189,7 +189,8 @@ def test_error_browser_shows_images_with_data(summary, data_root):
 def test_missing_artifacts_give_a_specific_message(monkeypatch, tmp_path):
     monkeypatch.setenv("BTD_EVAL_DIR", str(tmp_path))
     at = page()
-    assert any("core.evaluation.cli artifacts" in w.value for w in at.warning)
+    # the warning names the command that writes the artifacts (the documented ``python -m core.evaluate artifacts``)
+    assert any(comparison.ARTIFACTS_COMMAND in w.value and " artifacts" in w.value for w in at.warning)
     assert not at.dataframe
 
 

@@ -25,6 +25,8 @@ import pytest
 
 from core.evaluation.bench_load import streamlit_server as serve
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")

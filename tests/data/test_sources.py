@@ -154,7 +154,7 @@ def test_brats_labels_agree_with_the_seg_file(catalogue, tree):
     """Independent check from the stored label map: glioma >= 100 mm², no tumour = no label voxel."""
     import nibabel as nib
 
-    from core.volumes.case import slice_view
+    from core.volumes.views import slice_view
 
     brats = catalogue.where(source="brats", sequence="flair")
     seen_small = 0
@@ -196,7 +196,7 @@ def test_arrays_are_uint8_crops_cached_in_the_given_folder(catalogue, env, tree)
 def test_reader_gives_the_whole_slice_the_crop_was_made_from(catalogue, tree):
     import nibabel as nib
 
-    from core.volumes.case import slice_view
+    from core.volumes.views import slice_view
 
     reader = sources.SliceReader(tree)
     tcga = catalogue.where(source="tcga_lgg")

@@ -6,6 +6,7 @@ import re
 import pytest
 
 
+@pytest.mark.slow
 def test_bench_prints_every_stage_and_a_consistent_result_line(capsys):
     from core.evaluation import bench
 
@@ -24,6 +25,7 @@ def test_bench_prints_every_stage_and_a_consistent_result_line(capsys):
     assert numbers["ratio"] == pytest.approx(numbers["pipeline_ms"] / numbers["resnet50_ms"], abs=2e-3)
 
 
+@pytest.mark.slow
 def test_cold_start_reports_server_start_to_first_result(capsys):
     """``--cold``: a real `streamlit run` on a loopback port until healthy, then a fresh process's model load and
     first analysis of the default real example; the figures add up and the server is gone afterwards."""

@@ -88,7 +88,7 @@ def test_classification_artifact_numbers(tree):
 
 
 def test_ensemble_artifact_equals_the_apps_own_evaluation(tree):
-    """The artifact scores the ensemble exactly as ``core.evaluation.cli classification`` (the app's inference:
+    """The artifact scores the ensemble exactly as ``python -m core.evaluate classification`` (the app's inference:
     fused members, their test-time augmentation, calibrated meta-learner) does."""
     testing = tree["data"] / "brain_mri_4class" / "Testing"
     app = evaluate.evaluate_classification(testing)["ensemble"]
@@ -237,7 +237,7 @@ def test_brats_artifact_comes_from_evaluate_brats(tmp_path, monkeypatch):
     fake = {"task": "brats", "n": 2, "mean": {"WT": {"dice": 0.81234, "hd95_mm": 7.5}, "TC": {"dice": 0.7, "hd95_mm": 9.0},
                                              "ET": {"dice": 0.65, "hd95_mm": None}}, "cases": {}}
     calls = []
-    monkeypatch.setattr("core.evaluation.cli.evaluate_brats", lambda root, *a, **k: calls.append(k) or fake)
+    monkeypatch.setattr("core.evaluation.scoring.evaluate_brats", lambda root, *a, **k: calls.append(k) or fake)
     out = tmp_path / "eval"
     summary = write_artifacts(Options(out=out, data=data, models=["unet2d_brats"], latency=False, weights_dir=weights))
     entry = summary["models"]["unet2d_brats"]
@@ -290,7 +290,7 @@ def test_reported_table_uses_our_artifact_numbers(tree):
 
 
 def test_missing_artifacts_say_which_command_writes_them(tmp_path):
-    with pytest.raises(comparison.ArtifactMissing, match="core.evaluation.cli artifacts"):
+    with pytest.raises(comparison.ArtifactMissing, match="core.evaluate artifacts"):
         comparison.load_summary(tmp_path)
 
 

@@ -61,6 +61,7 @@ def test_unusable_folders_exit_2_with_a_message(tmp_path, capsys, task):
     assert evaluate.main([task, "--data", str(tmp_path / "missing")]) == evaluate.EXIT_BAD_INPUT
 
 
+@pytest.mark.slow
 def test_official_testing_split_accuracy(data_root, capsys):
     """The shipped ensemble on the official Testing split (1311 images) scores what the committed
     artifacts and the README say (0.9519 since the multi-source retraining; the 0.99 target is not met,
@@ -78,3 +79,45 @@ def test_official_testing_split_accuracy(data_root, capsys):
     official = committed["models"]["stacking_ensemble"]["metrics"]["official"]["accuracy"]
     assert abs(float(fields["accuracy"]) - official) <= 0.002
     assert float(fields["accuracy"]) >= 0.95
+
+
+def strict_json(text: str):
+    """Parse as standard JSON: ``NaN``/``Infinity`` (Python's extension) are an error."""
+    return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+
+class _MissesEnhancingTumour:
+    """A BraTS 'model' that returns the truth without its enhancing tumour: ET HD95 is undefined."""
+
+    name, sha256, card = "stand_in", "0" * 64, {}
+
+    def __init__(self, truth: np.ndarray):
+        self.truth = truth
+
+    def segment(self, images, spacing_mm, progress=None):
+        return np.where(self.truth == 4, 1, self.truth).astype(np.uint8)
+
+
+def test_brats_json_is_strict_when_an_hd95_is_undefined(tmp_path, monkeypatch, capsys):
+    """A case whose HD95 is undefined (ET in the truth, none predicted) is written as null, not NaN."""
+    import nibabel as nib
+
+    from core.volumes import brats_model
+
+    truth = np.zeros((16, 16, 8), np.uint8)
+    truth[3:11, 3:11, 2:6] = 2
+    truth[5:8, 5:8, 3:5] = 4
+    case = tmp_path / "data" / "CASE_X"
+    case.mkdir(parents=True)
+    brain = np.random.default_rng(0).integers(100, 500, truth.shape).astype(np.int16)
+    for suffix in ("flair", "t1", "t1ce", "t2"):
+        nib.save(nib.Nifti1Image(brain, np.eye(4)), str(case / f"CASE_X_{suffix}.nii.gz"))
+    nib.save(nib.Nifti1Image(truth, np.eye(4)), str(case / "CASE_X_seg.nii.gz"))
+    monkeypatch.setattr(brats_model.VolumeSegmenter, "load",
+                        classmethod(lambda cls, *a, **k: _MissesEnhancingTumour(truth)))
+    out = tmp_path / "brats.json"
+    assert evaluate.main(["brats", "--data", str(tmp_path / "data"), "--json", str(out)]) == 0
+    assert result_line(capsys).endswith("n=1")
+    result = strict_json(out.read_text())
+    assert result["cases"]["CASE_X"]["ET"]["hd95_mm"] is None and result["cases"]["CASE_X"]["ET"]["dice"] == 0.0
+    assert result["mean"]["ET"]["hd95_mm"] is None and result["cases"]["CASE_X"]["WT"]["hd95_mm"] == 0.0

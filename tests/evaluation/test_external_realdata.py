@@ -13,6 +13,8 @@ from core.serving.registry import model_card
 
 ARTIFACT = config.WEIGHTS_DIR / "eval" / "external.json"
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def external(data_root):

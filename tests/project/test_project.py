@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,41 @@ def test_train_all_runs_every_card_command_in_order():
         steps = [s for s in steps if s]
         assert all(s in script for s in steps), (name, [s for s in steps if s not in script])
         assert [script.index(s) for s in steps] == sorted(script.index(s) for s in steps), name
+
+
+def _collected(*args: str) -> set[str]:
+    """Node ids pytest collects for ``args`` (run in a subprocess, collection only)."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
+    return {line.split("::")[0] for line in out.splitlines() if "::" in line}
+
+
+def test_markers_select_the_real_data_and_browser_tests():
+    files = ["tests/evaluation/test_external_realdata.py", "tests/app/test_browser.py", "tests/imaging/test_metrics.py"]
+    assert _collected("-m", "realdata", *files) == {files[0]}
+    assert _collected("-m", "browser", *files) == {files[1]}
+    assert _collected("-m", "slow", *files) == {files[0], files[1]}
+    assert _collected("-m", "not realdata and not browser and not slow", *files) == {files[2]}
+
+
+def _layout_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("## Layout", 1)[1].split("```", 2)[1]
+
+
+def test_readme_layout_names_every_package_and_module_of_core():
+    """The README's layout section matches the tree: every module of core/ is named under its package."""
+    block = _layout_block()
+    missing = []
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        rel = path.relative_to(ROOT / "core")
+        if rel.name == "__init__.py":
+            continue
+        if not re.search(rf"\b{re.escape(rel.stem)}\b", block):
+            missing.append(rel.as_posix())
+    for package in sorted(p for p in (ROOT / "core").iterdir() if (p / "__init__.py").is_file()):
+        if f"{package.name}/" not in block:
+            missing.append(package.name + "/")
+    assert missing == [], f"README layout does not name: {missing}"
+    named = set(re.findall(r"^\s+([a-z_]+)/", block, flags=re.M))
+    assert named <= {p.name for p in (ROOT / "core").iterdir() if p.is_dir()} | {"annotations"}, named

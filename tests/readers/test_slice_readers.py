@@ -1,4 +1,5 @@
-"""Tests for core.readers.slice: every input is built in the test (no dataset files)."""
+"""Tests for core.readers (slice dispatch, format detection, raster, DICOM, NIfTI readers): every input
+is built in the test (no dataset files)."""
 from __future__ import annotations
 
 import gzip
@@ -25,14 +26,9 @@ from core.errors import (
     NoPixelData,
     UnsupportedFile,
 )
-from core.readers.slice import (
-    SUPPORTED_EXTENSIONS,
-    Slice,
-    detect_format,
-    inspect_slice_source,
-    read_slice,
-    read_slice_file,
-)
+from core.readers.decoded import Slice
+from core.readers.detect import SUPPORTED_EXTENSIONS, detect_format
+from core.readers.slice import inspect_slice_source, read_slice, read_slice_file
 from core.imaging.preprocess import to_unit_range
 
 # ----------------------------------------------------------------------------- builders
@@ -646,14 +642,12 @@ def test_frame_pixel_and_frame_count_budgets(monkeypatch):
 
 
 def test_nifti_voxel_and_byte_budgets_apply_before_decompression(monkeypatch):
-    from core.readers import slice as core_io
-
     data = make_nifti(ras_volume(), ras_affine(), gz=True)
     monkeypatch.setattr(config, "MAX_NIFTI_VOXELS", 100)
     with pytest.raises(ImageTooLarge, match="voxels"):
         read_slice(data, "v.nii.gz", axis=2, index=0)
     monkeypatch.setattr(config, "MAX_NIFTI_VOXELS", 10**6)
-    monkeypatch.setattr(core_io, "MAX_DECOMPRESSED_BYTES", 400)
+    monkeypatch.setattr(config, "MAX_NIFTI_BYTES", 400)
     with pytest.raises(ImageTooLarge, match="decompressed"):
         inspect_slice_source(data, "v.nii.gz")
 

@@ -9,7 +9,7 @@ from core import config
 
 from core.serving import registry
 from core.errors import ModelUnavailable
-from core.serving.registry import file_sha256, load_manifest, verified_path
+from core.serving.registry import file_sha256, load_manifest, verified_file, verified_path
 
 REQUIRED = {"task", "role", "architecture", "file", "sha256", "size_bytes", "classes", "data", "split",
             "metrics", "training_command", "trained_at", "backend"}
@@ -27,9 +27,11 @@ def test_every_card_is_complete_and_matches_its_file():
 
 
 def test_every_weight_file_is_listed_and_lean():
-    cards = load_manifest()["models"].values()
-    listed = {card["file"] for card in cards} | {card["runtime"]["file"] for card in cards if "runtime" in card}
-    on_disk = {p.name for p in config.WEIGHTS_DIR.glob("*.keras")} | {p.name for p in config.WEIGHTS_DIR.glob("*.tflite")}
+    manifest = load_manifest()
+    cards = manifest["models"].values()
+    listed = ({card["file"] for card in cards} | {card["runtime"]["file"] for card in cards if "runtime" in card}
+              | {entry["file"] for entry in manifest.get("files", {}).values()})
+    on_disk = {p.name for suffix in ("keras", "tflite", "npz") for p in config.WEIGHTS_DIR.glob(f"*.{suffix}")}
     assert on_disk <= listed, f"unlisted weights: {on_disk - listed}"
     sizes = [p.stat().st_size for p in config.WEIGHTS_DIR.rglob("*") if p.is_file()]
     assert max(sizes) < 16 * MiB
@@ -56,6 +58,40 @@ def test_tampered_weights_are_refused(tmp_path):
     path.unlink()
     with pytest.raises(ModelUnavailable, match="missing"):
         verified_path("resunet", tmp_path / "w")
+
+
+def test_every_shipped_data_file_matches_its_entry():
+    """Files that are not models (the training-set hash index) are checksummed in ``manifest["files"]`` too."""
+    files = load_manifest()["files"]
+    assert "train_hash_index" in files
+    for name, entry in files.items():
+        assert {"file", "sha256", "size_bytes", "description", "command"} <= set(entry), name
+        assert verified_file(name) == config.WEIGHTS_DIR / entry["file"]
+        assert entry["size_bytes"] == (config.WEIGHTS_DIR / entry["file"]).stat().st_size
+
+
+def test_altered_hash_index_is_refused(tmp_path):
+    """An altered, missing or unlisted training-set hash index is refused before it is loaded."""
+    from core.trust.hash_index import INDEX_NAME, load_shipped
+
+    shutil.copytree(config.WEIGHTS_DIR, tmp_path / "w")
+    path = tmp_path / "w" / registry.file_entry(INDEX_NAME, tmp_path / "w")["file"]
+    assert len(load_shipped(tmp_path / "w")) > 1000
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelUnavailable, match="checksum"):
+        verified_file(INDEX_NAME, tmp_path / "w")
+    with pytest.raises(ModelUnavailable, match="checksum"):
+        load_shipped(tmp_path / "w")
+    path.unlink()
+    with pytest.raises(ModelUnavailable, match="missing"):
+        load_shipped(tmp_path / "w")
+    shutil.copy2(config.WEIGHTS_DIR / path.name, path)
+    with registry.editing_manifest(tmp_path / "w") as manifest:
+        del manifest["files"][INDEX_NAME]
+    with pytest.raises(ModelUnavailable, match="not in"):
+        load_shipped(tmp_path / "w")
 
 
 def _record_many(args: tuple[str, int]) -> None:

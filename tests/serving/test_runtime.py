@@ -165,11 +165,12 @@ def test_concurrent_sessions_get_their_own_answers():
     assert len(errors) == 200 and max(errors) < 1e-5
 
 
+@pytest.mark.slow
 def test_int8_exports_keep_the_held_out_decisions_and_dice_of_keras(data_root, monkeypatch):
     """Real data: the shipped ensemble on the official Testing split and the ResUNet on the held-out
     figshare patients give the same answers on their int8 LiteRT exports as on Keras."""
     from core.data.datasets import list_segmentation, read_grey, read_mask
-    from core.evaluation.cli import classification_probabilities
+    from core.evaluation.scoring import classification_probabilities
     from core.imaging.metrics import dice
     from core.slices.segment import Segmenter
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from core import config
-from core.readers.slice import Slice, read_slice_file
+from core.readers.decoded import Slice
+from core.readers.slice import read_slice_file
 from core.slices.pipeline import AnalysisOptions
 from core.slices.inference_queue import (ResultCache, ServingClosed, ServingQueue, ServingTimeout, SharedAnalyzer,
                                 pixel_digest, result_key)

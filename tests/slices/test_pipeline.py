@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from core import config
-from core.readers.slice import Slice, read_slice_file
+from core.readers.decoded import Slice
+from core.readers.slice import read_slice_file
 from core.slices.pipeline import AnalysisOptions, Analyzer
 
 CLASSES = list(config.CLASS_NAMES)
@@ -149,7 +150,8 @@ def test_split_votes_and_flat_probabilities_raise_caution(analyzer):
 
 
 def test_a_copy_of_a_training_image_is_flagged(analyzer):
-    from core.trust.dedup import HashIndex, fingerprint
+    from core.trust.fingerprints import fingerprint
+    from core.trust.hash_index import HashIndex
 
     image = synthetic(sample_of("meningioma")).image
     fp = fingerprint(image)

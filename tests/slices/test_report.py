@@ -136,7 +136,7 @@ def test_report_of_a_synthetic_png_without_segmentation(analyzer):
 def constructed(acquisition: dict | None = None, coverage: str | None = None,
                 lesion: dict | None = None) -> tuple:
     """A slice and a hand-built "no tumour" result (no models run), with the given new fields."""
-    from core.readers.slice import Slice
+    from core.readers.decoded import Slice
     from core.imaging.morphology import measure_mask
     from core.slices.pipeline import SliceResult
 

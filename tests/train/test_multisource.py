@@ -125,6 +125,7 @@ def test_training_counts_rows():
 # --------------------------------------------------------------------------- end-to-end CLI (slow)
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_multisource_classifier(tmp_path, monkeypatch):
     """SLOW (end-to-end, ~30 s on 2 cores): ``python -m core.train.classifier --sources ...`` for one
     tiny epoch on the synthetic folder; checks the card and that the saved model loads."""

@@ -1,11 +1,12 @@
-"""Training helpers: the learning-rate schedule that anneals within a wall-time budget."""
+"""Training helpers: the learning-rate schedule that anneals within a wall-time budget, the shuffling feeder."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from core.train.common import CosineWithinBudget, concatenate_logs
+from core.train.common import CosineWithinBudget, ShuffledBatches, concatenate_logs
 
 
 def test_cosine_warms_up_then_anneals_to_the_floor_by_the_last_epoch():
@@ -30,3 +31,27 @@ def test_concatenated_logs_renumber_epochs_and_keep_every_column(tmp_path):
     assert concatenate_logs(first, second, second) == 3
     assert second.read_text().splitlines() == ["epoch,loss,val_dice,lr", "0,0.9,0.4,", "1,0.7,0.6,",
                                                "2,0.5,0.7,0.001"]
+
+
+class IndexBatches(ShuffledBatches):
+    """The indices of each batch and one draw of its generator."""
+
+    def make_batch(self, take, rng):
+        return take.copy(), rng.random()
+
+
+def test_shuffled_batches_visit_every_item_once_per_epoch_in_a_new_reproducible_order():
+    feed = IndexBatches(10, batch=4, seed=3)
+    assert len(feed) == 3
+    epochs = []
+    for _ in range(3):
+        batches = [feed[i] for i in range(len(feed))]
+        assert [len(take) for take, _ in batches] == [4, 4, 2]
+        order = np.concatenate([take for take, _ in batches])
+        assert sorted(order.tolist()) == list(range(10))
+        epochs.append((order.tolist(), [draw for _, draw in batches]))
+        feed.on_epoch_end()
+    assert epochs[0][0] != epochs[1][0] and epochs[1][0] != epochs[2][0]
+    assert epochs[0][0] == np.random.default_rng(3).permutation(10).tolist()
+    again = IndexBatches(10, batch=4, seed=3)
+    assert again[1][0].tolist() == epochs[0][0][4:8] and again[1][1] == epochs[0][1][1]

@@ -38,6 +38,7 @@ def train(root: Path, out: Path, *extra: str) -> dict:
     return json.loads((out / "manifest.json").read_text())["models"]["resunet"]
 
 
+@pytest.mark.slow
 def test_a_continued_run_carries_the_history_and_refuses_another_split(tiny_figshare, tmp_path):
     out = tmp_path / "weights"
     first = train(tiny_figshare, out)

@@ -8,7 +8,8 @@ import pytest
 
 from core import config
 from core.trust.guard import STATS_PATH, GuardStats, check_slice, describe, feature_vector, load_stats
-from core.readers.slice import Slice, read_slice_file
+from core.readers.decoded import Slice
+from core.readers.slice import read_slice_file
 from core.trust.nonmri import GROUPS, non_mri_set, to_slice
 
 
@@ -98,3 +99,23 @@ def test_real_testing_images_are_accepted(stats, data_root):
         if stats.score(feature_vector(f), thumb)[0] > stats.limit:
             refused.append(listing.paths[i].name)
     assert len(refused) <= 3, refused
+
+
+def test_shipped_statistics_are_checked_against_the_manifest(tmp_path, monkeypatch):
+    """The shipped guard_stats.json passes the registry's sha256 check; an altered copy is refused."""
+    import shutil
+
+    from core import config
+    from core.errors import ModelUnavailable
+    from core.serving import registry
+
+    assert registry.verified_file("guard_stats").name == "guard_stats.json"
+    for name in ("manifest.json", "guard_stats.json"):
+        shutil.copy(config.WEIGHTS_DIR / name, tmp_path / name)
+    monkeypatch.setattr(config, "WEIGHTS_DIR", tmp_path)
+    assert load_stats().limit == load_stats(STATS_PATH).limit
+    payload = json.loads((tmp_path / "guard_stats.json").read_text())
+    payload["limit"] = payload["limit"] * 10           # a guard that would let anything through
+    (tmp_path / "guard_stats.json").write_text(json.dumps(payload))
+    with pytest.raises(ModelUnavailable, match="checksum"):
+        load_stats()

@@ -17,9 +17,10 @@ from core import config
 from core.volumes import brats_model
 
 from core.evaluation import cli as evaluate
+from core.evaluation.scoring import brats_case_scores
 from core.volumes.brats_model import (CLASS_TO_LABEL, VolumePostProcessing, VolumeSegmenter, inplane_box, model_problem,
                               normalise_case, postprocess_labels, predict_classes)
-from core.volumes.case import compare_to_truth
+from core.volumes.regions import compare_to_truth
 
 SHAPE = (40, 36, 20)
 
@@ -185,7 +186,7 @@ def test_brats_case_scores_known_shapes():
     truth = np.zeros((30, 30, 30), np.uint8)
     truth[5:15, 5:15, 5:15] = 1
     pred = np.roll(truth, 2, axis=0)
-    scores = evaluate.brats_case_scores(pred, truth, (1.0, 1.0, 1.0))
+    scores = brats_case_scores(pred, truth, (1.0, 1.0, 1.0))
     assert scores["WT"]["dice"] == pytest.approx(0.8) and scores["WT"]["hd95_mm"] == pytest.approx(2.0)
     assert scores["ET"] == {"dice": 1.0, "hd95_mm": 0.0, "empty_truth": True, "empty_pred": True}
 
@@ -209,6 +210,17 @@ def test_bench_volume_result_line(monkeypatch, capsys):
     assert line == capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("RESULT case_s=") and line.endswith(f"voxels={48 * 48 * 32}")
     assert float(line.split("case_s=")[1].split()[0]) < 60
+
+
+def test_bench_volume_prints_the_region_dice_of_a_trained_model(monkeypatch, capsys):
+    from core.evaluation import bench_volume
+
+    fake = VolumeSegmenter("fake", RuleModel(), {})
+    monkeypatch.setattr(bench_volume, "shipped_or_stand_in", lambda force: (fake, True))
+    bench_volume.main(["--shape", "48", "48", "32"])
+    dice_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("dice vs truth: "))
+    scores = dict(part.split("=") for part in dice_line.removeprefix("dice vs truth: ").split())
+    assert list(scores) == ["WT", "TC", "ET"] and all(0.0 <= float(s) <= 1.0 for s in scores.values())
 
 
 def test_shipped_model_on_a_real_case(data_root):

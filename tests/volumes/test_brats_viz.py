@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 import pytest
 
 from core.volumes import figures as vv
-from core.volumes.case import PLANES, compare_to_truth, slice_view
+from core.volumes.regions import compare_to_truth
+from core.volumes.views import PLANES, slice_view
 
 SHAPE = (30, 26, 18)
 

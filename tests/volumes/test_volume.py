@@ -1,4 +1,4 @@
-"""core.volumes.case and core.volumes.mesh: reading BraTS cases in three conventions, orientation, volumes,
+"""core.volumes (case, views, regions, nifti_export, mesh): reading BraTS cases in three conventions, orientation, volumes,
 comparison with the ground truth, label export and meshes. Synthetic files are written with
 nibabel into tmp_path; one real-data test reads a case of ``data_dir()/brats`` when present."""
 from __future__ import annotations
@@ -19,22 +19,10 @@ from core import config
 from core.volumes import case as volume
 from core.errors import CaseError, CorruptFile, EmptyFile, ImageTooLarge, UnsupportedFile
 from core.volumes.mesh import brain_surface, region_mesh
-from core.volumes.case import (
-    apply_window,
-    compare_to_truth,
-    identify_file,
-    label_volumes_cm3,
-    largest_tumour_slice,
-    plane_size,
-    read_case,
-    read_case_folder,
-    read_case_zip,
-    region_masks,
-    save_labels_nifti,
-    slice_view,
-    view_shape,
-    window_presets,
-)
+from core.volumes.case import identify_file, read_case, read_case_folder, read_case_zip
+from core.volumes.nifti_export import labels_in_input_orientation, prediction_nifti, save_labels_nifti
+from core.volumes.regions import compare_to_truth, label_volumes_cm3, region_dice, region_masks
+from core.volumes.views import apply_window, largest_tumour_slice, plane_size, slice_view, view_shape, window_presets
 
 SHAPE = (20, 24, 16)
 AFFINE = np.array(
@@ -271,14 +259,14 @@ def test_prediction_export_uses_the_input_grid_and_affine(layout):
         stored, stored_labels, affine = images, labels, AFFINE
     case = read_case(brats2021_files(stored, stored_labels, affine=affine))
     np.testing.assert_allclose(case.original_affine, affine)
-    back, back_affine = volume.labels_in_input_orientation(case.labels, case)
+    back, back_affine = labels_in_input_orientation(case.labels, case)
     np.testing.assert_array_equal(back, stored_labels)       # voxel for voxel with the uploaded files
     np.testing.assert_allclose(back_affine, affine, atol=1e-6)
-    img = nib.Nifti1Image.from_bytes(gzip.decompress(volume.prediction_nifti(case.labels, case)))
+    img = nib.Nifti1Image.from_bytes(gzip.decompress(prediction_nifti(case.labels, case)))
     np.testing.assert_array_equal(np.asanyarray(img.dataobj), stored_labels)
     np.testing.assert_allclose(img.affine, affine, atol=1e-5)
     with pytest.raises(ValueError, match="does not match"):
-        volume.labels_in_input_orientation(case.labels[:-1], case)
+        labels_in_input_orientation(case.labels[:-1], case)
 
 
 def test_600_mb_case_refused_before_reading(tmp_path):
@@ -385,6 +373,20 @@ def test_compare_to_truth_offset_cubes_and_empty_et():
     assert res["ET"]["dice"] == 0.0 and math.isnan(res["ET"]["hd95_mm"]) and not res["ET"]["both_empty"]
     with pytest.raises(ValueError):
         compare_to_truth(pred, truth[:-1], (1.0, 1.0, 1.0))
+
+
+def test_region_dice_is_numbers_per_region_and_the_comparisons_dice():
+    pred = np.zeros((30, 30, 30), np.uint8)
+    truth = pred.copy()
+    pred[5:15, 5:15, 5:15] = 1
+    truth[7:17, 5:15, 5:15] = 1
+    pred[9, 9, 9] = 4
+    scores = region_dice(pred, truth)
+    assert list(scores) == ["WT", "TC", "ET"] and all(type(v) is float for v in scores.values())
+    assert scores["WT"] == pytest.approx(0.8) and scores["ET"] == 0.0
+    assert region_dice(truth, truth) == {"WT": 1.0, "TC": 1.0, "ET": 1.0}  # ET empty in both: 1.0
+    compared = compare_to_truth(pred, truth, (1.0, 1.0, 1.0))
+    assert scores == {region: compared[region]["dice"] for region in scores}
 
 
 def test_save_labels_nifti_round_trip():
@@ -604,6 +606,7 @@ def test_meshes_are_quick_and_bounded():
 # --------------------------------------------------------------------------- real data
 
 
+@pytest.mark.realdata
 def test_real_brats_case():
     root = config.data_dir()
     brats = root / "brats" if root is not None else None
@@ -716,3 +719,28 @@ def test_zip_needing_a_newer_zip_version_is_a_typed_error():
     data[at + 6:at + 8] = struct.pack("<H", 209)  # "version needed to extract" 20.9
     with pytest.raises(CorruptFile):
         read_case_zip(bytes(data))  # NotImplementedError ("zip file version 20.9") before
+
+
+def test_case_files_go_through_the_slice_readers_nifti_parser():
+    """One parser: a .hdr/.img pair, an Analyze header, a damaged magic and a damaged gzip checksum
+    are refused by a case exactly as by a slice upload."""
+    from core.readers.slice import read_slice
+
+    images, labels = synthetic_case()
+    name = "BraTS2021_00007_flair.nii"
+    plain = brats2021_files(images, labels, gz=False)
+    for magic, error in ((b"ni1\x00", UnsupportedFile), (bytes(4), UnsupportedFile), (b"xxxx", CorruptFile)):
+        files = {**plain, name: patched_header(plain[name], 344, "4s", magic)}
+        with pytest.raises(error) as by_case:
+            read_case(files)
+        with pytest.raises(error) as by_slice:
+            read_slice(files[name], name, axis=2, index=0)
+        assert str(by_case.value) == str(by_slice.value)
+    packed = brats2021_files(images, labels)
+    gz_name = name + ".gz"
+    damaged = bytearray(packed[gz_name])
+    damaged[-8] ^= 0xFF  # the gzip trailer's CRC-32: the voxels decompress, the checksum fails
+    with pytest.raises(CorruptFile, match="cannot be decompressed"):
+        read_case({**packed, gz_name: bytes(damaged)})
+    with pytest.raises(CorruptFile, match="cannot be decompressed"):
+        read_slice(bytes(damaged), gz_name, axis=2, index=0)

@@ -16,7 +16,7 @@ and the closest non-duplicates (adjacent slices, visibly different) <= 0.93, hen
 ``min_ncc`` = 0.95. Same-patient adjacent slices are *not* removed (no patient IDs exist).
 Hashes alone are weak here: ``phash``/``dhash`` <= 2 finds 86 % of the duplicates (1 of 322
 non-duplicates hit); <= 4 finds 97 % but hits 26 adjacent-slice non-duplicates, so
-:meth:`HashIndex.query` keeps the strict default.
+:meth:`core.trust.hash_index.HashIndex.query` keeps the strict default.
 
 Everything here works on a *fingerprint* of the brain-cropped slice: the slice goes through
 :func:`core.imaging.preprocess.classifier_input` (brain crop, square pad, resize to 64x64), then
@@ -28,25 +28,18 @@ Everything here works on a *fingerprint* of the brain-cropped slice: the slice g
 Comparisons are vectorised: :func:`hamming` XORs two hash arrays and counts bits with
 a byte-table popcount; :func:`ncc_matrix` is one matrix product of flattened z-scored thumbnails.
 
-CLI::
-
-    python -m core.dedup split --train DIR --test DIR --out weights/eval/dedup_testing.json
-    python -m core.dedup index --train DIR --out weights/train_hash_index.npz
+The split of a class-folder dataset and ``python -m core.dedup`` are in :mod:`core.data.dedup_split`;
+the shipped training-set hash index is :class:`core.trust.hash_index.HashIndex`.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Iterable
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from core import config
 from core.imaging.preprocess import brain_bbox, crop, pad_to_square, resize, to_unit_range
 
 #: Side of the brain-cropped thumbnail that is hashed.
@@ -69,7 +62,8 @@ class Fingerprint:
     ``thumb`` is the coarse NCC thumbnail (``NCC_THUMB`` square, blurred, z-scored) used to
     rank candidates; ``fine`` the ``FINE_THUMB`` square, histogram-equalised uint8 thumbnail
     used to verify a candidate by aligned correlation (equalisation makes copies whose contrast
-    was changed non-linearly correlate as well as exact copies). Neither is shipped in :class:`HashIndex`.
+    was changed non-linearly correlate as well as exact copies). Neither is shipped in
+    :class:`core.trust.hash_index.HashIndex`.
     """
 
     phash: int
@@ -162,7 +156,7 @@ def fingerprint(image: np.ndarray) -> Fingerprint:
     )
 
 
-def _hash_array(values: Iterable[int]) -> np.ndarray:
+def hash_array(values: Iterable[int]) -> np.ndarray:
     """Python ints (< 2**64) as a uint64 array."""
     return np.fromiter((int(v) for v in values), dtype=np.uint64)
 
@@ -173,10 +167,10 @@ def _stack(fps: list[Fingerprint]) -> dict[str, np.ndarray]:
     thumbs = (np.stack([np.asarray(f.thumb, np.float32).reshape(-1) for f in fps]) if fps
               else np.zeros((0, d), np.float32))
     return {
-        "phash": _hash_array(f.phash for f in fps),
-        "dhash": _hash_array(f.dhash for f in fps),
-        "phash_mirror": _hash_array(f.phash_mirror for f in fps),
-        "dhash_mirror": _hash_array(f.dhash_mirror for f in fps),
+        "phash": hash_array(f.phash for f in fps),
+        "dhash": hash_array(f.dhash for f in fps),
+        "phash_mirror": hash_array(f.phash_mirror for f in fps),
+        "dhash_mirror": hash_array(f.dhash_mirror for f in fps),
         "thumb": thumbs,
         "thumb_mirror": (thumbs.reshape(-1, NCC_THUMB, NCC_THUMB)[:, :, ::-1].reshape(len(fps), d)
                          if fps else thumbs),
@@ -267,7 +261,7 @@ class DuplicateRule:
     at least ``min_coarse_ncc``, or when both hashes are within ``max_phash``/``max_dhash``.
     A candidate is a *duplicate* when its aligned fine-thumbnail correlation
     (:func:`aligned_ncc`) is at least ``min_ncc``. With ``mirror`` the left-right mirror image
-    is tried as well. The hash thresholds alone are what :meth:`HashIndex.query` uses.
+    is tried as well. The hash thresholds alone are what :meth:`core.trust.hash_index.HashIndex.query` uses.
     """
 
     max_phash: int = 2
@@ -458,242 +452,3 @@ def find_duplicates(test_fps: list[Fingerprint], train_fps: list[Fingerprint],
     out["links"] = links
     out["candidates"] = {"test_train": int(n_pairs_train), "within_test": int(len(i))}
     return out
-
-
-# --------------------------------------------------------------------------- folders
-
-def _read(path: Path) -> np.ndarray:
-    from core.readers.slice import read_slice_file  # local import: io pulls in pydicom/nibabel
-
-    return read_slice_file(path).image
-
-
-def _fingerprint_folder(root: Path, progress: Callable[[int, int], None] | None = None
-                        ) -> tuple[list[Path], list[str], list[Fingerprint]]:
-    """Paths, class names and fingerprints of a class-folder dataset (``root/<class>/*``)."""
-    from core.data.datasets import list_classification
-
-    listing = list_classification(root)
-    fps = []
-    for i, path in enumerate(listing.paths):
-        fps.append(fingerprint(_read(path)))
-        if progress:
-            progress(i + 1, len(listing.paths))
-    labels = [config.CLASS_NAMES[int(k)] for k in listing.labels]
-    return listing.paths, labels, fps
-
-
-def _rel(path: Path, root: Path) -> str:
-    """``path`` relative to ``root``, with forward slashes (never an absolute machine path)."""
-    return path.relative_to(root).as_posix()
-
-
-def build_dedup_split(train_dir: Path, test_dir: Path, rule: DuplicateRule | None = None,
-                      progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """De-duplicated test split of a class-folder dataset, as a JSON-able dict.
-
-    A test image is removed with reason ``"train"`` when it duplicates a training image.
-    Within the test set, duplicates form groups (connected components). In a group with no
-    training duplicate the first member (sorted path order) is kept and the others are removed
-    with reason ``"test"``; in a group that contains a training duplicate every member goes
-    (a copy of a copy of a training image is leakage too).
-
-    ``clean`` and ``removed[*].path`` are relative to ``test_dir`` (``glioma/Te-gl_0001.jpg``),
-    as :func:`core.evaluation.cli._clean_mask` expects for ``--data <test_dir>``; ``match`` is
-    prefixed with the matched folder's name (``Training/glioma/Tr-gl_0001.jpg``); ``ncc`` is
-    the aligned correlation of the match, ``label``/``match_label`` the two class names.
-    """
-    rule = rule or DuplicateRule()
-    train_dir, test_dir = Path(train_dir), Path(test_dir)
-    tr_paths, tr_labels, tr_fps = _fingerprint_folder(
-        train_dir, (lambda i, n: progress("train", i, n)) if progress else None)
-    te_paths, te_labels, te_fps = _fingerprint_folder(
-        test_dir, (lambda i, n: progress("test", i, n)) if progress else None)
-    res = find_duplicates(te_fps, tr_fps, rule)
-
-    removed: dict[int, dict] = {}
-    for i in map(int, np.flatnonzero(res["dup_of_train"])):
-        j = int(res["nearest"][i])
-        removed[i] = {
-            "path": _rel(te_paths[i], test_dir), "reason": "train",
-            "match": f"{train_dir.name}/{_rel(tr_paths[j], train_dir)}",
-            "label": te_labels[i], "match_label": tr_labels[j],
-            "phash": int(res["phash"][i]), "dhash": int(res["dhash"][i]),
-            "ncc": round(float(res["aligned_ncc"][i]), 4), "mirrored": bool(res["mirrored"][i]),
-        }
-    n_within = 0
-    for group in res["groups"]:
-        tainted = any(i in removed for i in group)
-        for i in (group if tainted else group[1:]):
-            if i in removed:
-                continue
-            j, ph, dh, nc, mirrored = res["links"][i]
-            removed[i] = {
-                "path": _rel(te_paths[i], test_dir), "reason": "test",
-                "match": f"{test_dir.name}/{_rel(te_paths[j], test_dir)}",
-                "label": te_labels[i], "match_label": te_labels[j],
-                "phash": ph, "dhash": dh, "ncc": round(nc, 4), "mirrored": mirrored,
-            }
-            n_within += 1
-    clean_idx = [i for i in range(len(te_paths)) if i not in removed]
-    per_class = {c: 0 for c in config.CLASS_NAMES}
-    for i in clean_idx:
-        per_class[te_labels[i]] += 1
-    return {
-        "rule": asdict(rule),
-        "method": ("brain-cropped thumbnails; candidates by coarse NCC (top_k, min_coarse_ncc) "
-                   "or phash/dhash; duplicate if the affine-aligned NCC of histogram-equalised "
-                   "128 px thumbnails >= min_ncc; left-right mirror images count as duplicates"),
-        "train_dir": train_dir.name, "test_dir": test_dir.name,
-        "paths_relative_to": "test_dir",
-        "n_groups_within_test": len(res["groups"]),
-        "candidates_verified": res["candidates"],
-        "n_train": len(tr_paths),
-        "n_test": len(te_paths),
-        "n_dup_of_train": int(res["dup_of_train"].sum()),
-        "n_dup_within_test": n_within,
-        "n_clean": len(clean_idx),
-        "clean": [_rel(te_paths[i], test_dir) for i in clean_idx],
-        "removed": [removed[i] for i in sorted(removed)],
-        "per_class_clean": per_class,
-    }
-
-
-# --------------------------------------------------------------------------- shipped index
-
-@dataclass
-class HashIndex:
-    """Hashes of the training images (no pixels): flags uploads that copy a training image."""
-
-    phash: np.ndarray
-    dhash: np.ndarray
-    labels: list[str]
-    names: list[str]
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def save(self, path: Path) -> None:
-        """Write a compressed ``.npz`` (hashes as uint64, names/labels as unicode arrays)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as fh:
-            np.savez_compressed(
-                fh, phash=np.asarray(self.phash, np.uint64), dhash=np.asarray(self.dhash, np.uint64),
-                labels=np.asarray(self.labels, dtype=str), names=np.asarray(self.names, dtype=str),
-                version=np.asarray(1))
-
-    @classmethod
-    def load(cls, path: Path) -> "HashIndex":
-        """Read an index written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            return cls(phash=data["phash"].astype(np.uint64), dhash=data["dhash"].astype(np.uint64),
-                       labels=[str(s) for s in data["labels"]], names=[str(s) for s in data["names"]])
-
-    @classmethod
-    def build(cls, train_dir: Path, progress: Callable[[int, int], None] | None = None) -> "HashIndex":
-        """Index every image of a class-folder dataset (names relative to ``train_dir``)."""
-        train_dir = Path(train_dir)
-        paths, labels, fps = _fingerprint_folder(train_dir, progress)
-        return cls(phash=_hash_array(f.phash for f in fps), dhash=_hash_array(f.dhash for f in fps),
-                   labels=labels, names=[_rel(p, train_dir) for p in paths])
-
-    def query(self, image: np.ndarray, max_phash: int | None = None,
-              max_dhash: int | None = None, mirror: bool = True) -> dict | None:
-        """Nearest training image whose hashes are both within the thresholds, or None.
-
-        Defaults are :class:`DuplicateRule`'s. The mirrored image is tried too (``mirror``).
-        Result: ``name``, ``label``, ``phash_distance``, ``dhash_distance``, ``exact`` (both
-        distances 0) and ``mirrored``.
-        """
-        if len(self) == 0:
-            return None
-        rule = DuplicateRule()
-        max_phash = rule.max_phash if max_phash is None else max_phash
-        max_dhash = rule.max_dhash if max_dhash is None else max_dhash
-        fp = fingerprint(image)
-        options = [(fp.phash, fp.dhash, False)]
-        if mirror:
-            options.append((fp.phash_mirror, fp.dhash_mirror, True))
-        best: tuple | None = None
-        for ph, dh, mirrored in options:
-            p = hamming(np.array([ph]), self.phash)[0]
-            d = hamming(np.array([dh]), self.dhash)[0]
-            ok = (p <= max_phash) & (d <= max_dhash)
-            if not ok.any():
-                continue
-            cand = np.flatnonzero(ok)
-            k = int(cand[np.argmin(p[cand] + d[cand])])
-            key = (int(p[k] + d[k]), mirrored)
-            if best is None or key < best[0]:
-                best = (key, k, int(p[k]), int(d[k]), mirrored)
-        if best is None:
-            return None
-        _, k, p, d, mirrored = best
-        return {"name": self.names[k], "label": self.labels[k], "phash_distance": p,
-                "dhash_distance": d, "exact": p == 0 and d == 0, "mirrored": mirrored}
-
-
-# --------------------------------------------------------------------------- CLI
-
-def _default(sub: str) -> Path | None:
-    """``<data_dir>/brain_mri_4class/<sub>``, or None without a data folder."""
-    root = config.data_dir()
-    return root / "brain_mri_4class" / sub if root else None
-
-
-def _progress(prefix: str) -> Callable[[int, int], None]:
-    """Progress printer to stderr (every 500 images and at the end)."""
-    def report(i: int, n: int) -> None:
-        if i == n or i % 500 == 0:
-            print(f"  {prefix}: {i}/{n}", file=sys.stderr, flush=True)
-    return report
-
-
-def _need_dir(path: Path | None, what: str) -> Path:
-    """``path`` if it is a folder, else exit with a message."""
-    if path is None or not Path(path).is_dir():
-        raise SystemExit(f"error: {what} folder not found ({path or 'no data folder'}); "
-                         f"pass it explicitly or set BTD_DATA_DIR")
-    return Path(path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.dedup", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sp = sub.add_parser("split", help="write the de-duplicated test split as JSON")
-    sp.add_argument("--train", type=Path, default=None)
-    sp.add_argument("--test", type=Path, default=None)
-    sp.add_argument("--out", type=Path, default=config.WEIGHTS_DIR / "eval" / "dedup_testing.json")
-    ip = sub.add_parser("index", help="write the training-set hash index (.npz)")
-    ip.add_argument("--train", type=Path, default=None)
-    ip.add_argument("--out", type=Path, default=config.WEIGHTS_DIR / "train_hash_index.npz")
-    args = parser.parse_args(argv)
-
-    train = _need_dir(args.train or _default("Training"), "training")
-    if args.cmd == "split":
-        test = _need_dir(args.test or _default("Testing"), "testing")
-        result = build_dedup_split(train, test, progress=lambda s, i, n: _progress(s)(i, n))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        reasons = {"train": 0, "test": 0}
-        for r in result["removed"]:
-            reasons[r["reason"]] += 1
-        print(f"rule: {result['rule']}")
-        print(f"test images: {result['n_test']}  duplicates of training: {result['n_dup_of_train']}"
-              f"  duplicates within test: {result['n_dup_within_test']}  clean: {result['n_clean']}")
-        print(f"clean per class: {result['per_class_clean']}")
-        print(f"wrote {args.out}")
-        print(f"RESULT n_test={result['n_test']} n_clean={result['n_clean']} "
-              f"dup_train={result['n_dup_of_train']} dup_within={result['n_dup_within_test']}")
-    else:
-        index = HashIndex.build(train, progress=_progress("train"))
-        index.save(args.out)
-        size = args.out.stat().st_size
-        print(f"wrote {args.out}")
-        print(f"RESULT n={len(index)} bytes={size}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
