@@ -70,7 +70,7 @@ def build_dedup_split(train_dir: Path, test_dir: Path, rule: DuplicateRule | Non
     (a copy of a copy of a training image is leakage too).
 
     ``clean`` and ``removed[*].path`` are relative to ``test_dir`` (``glioma/Te-gl_0001.jpg``),
-    as :func:`core.evaluation.scoring._clean_mask` expects for ``--data <test_dir>``; ``match`` is
+    as :func:`core.evaluation.scoring.clean_subset_mask` expects for ``--data <test_dir>``; ``match`` is
     prefixed with the matched folder's name (``Training/glioma/Tr-gl_0001.jpg``); ``ncc`` is
     the aligned correlation of the match, ``label``/``match_label`` the two class names.
     """

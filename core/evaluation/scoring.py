@@ -30,7 +30,7 @@ def accuracy_ci(labels: np.ndarray, probs: np.ndarray, n_boot: int = 1000) -> tu
     return bootstrap_ci(lambda idx: float(correct[idx].mean()), len(labels), n_boot=n_boot)
 
 
-def _clean_mask(paths: list[Path], root: Path, clean_list: Path | None) -> np.ndarray:
+def clean_subset_mask(paths: list[Path], root: Path, clean_list: Path | None) -> np.ndarray:
     """Which of ``paths`` are in a de-duplicated split (all of them without a list)."""
     if clean_list is None:
         return np.ones(len(paths), dtype=bool)
@@ -55,7 +55,7 @@ def classification_probabilities(root: Path, weights_dir: Path | None = None):
 def evaluate_classification(root: Path, clean_list: Path | None = None, weights_dir: Path | None = None) -> dict:
     """Metrics of the shipped ensemble and of each member (optionally on a clean subset)."""
     classifier, member_probs, ensemble, labels, paths = classification_probabilities(root, weights_dir)
-    keep = _clean_mask(paths, root, clean_list)
+    keep = clean_subset_mask(paths, root, clean_list)
     names = list(config.CLASS_NAMES)
     y = labels[keep]
 

@@ -81,7 +81,7 @@ def test_split_counts(split):
 
 
 def test_split_cli_writes_json_read_by_evaluate(tree, tmp_path, split):
-    from core.evaluation.scoring import _clean_mask
+    from core.evaluation.scoring import clean_subset_mask
 
     out = tmp_path / "split.json"
     assert main(["split", "--train", str(tree / "Training"), "--test", str(tree / "Testing"),
@@ -90,7 +90,7 @@ def test_split_cli_writes_json_read_by_evaluate(tree, tmp_path, split):
     assert data["clean"] == split["clean"]
     assert str(tree) not in out.read_text()             # no absolute machine paths
     paths = list_classification(tree / "Testing").paths
-    keep = _clean_mask(paths, tree / "Testing", out)
+    keep = clean_subset_mask(paths, tree / "Testing", out)
     assert [p.relative_to(tree / "Testing").as_posix() for p, k in zip(paths, keep) if k] == split["clean"]
 
 
