@@ -26,7 +26,7 @@ from core.slices.classify import TTA_MODES, fuse_members, load_member, predict_m
 from core.data.datasets import load_classification, stratified_split
 from core.slices.ensemble import StackingEnsemble, fit_temperature, out_of_fold_proba, soft_vote, softmax
 from core.imaging.metrics import expected_calibration_error
-from core.serving.registry import record_model
+from core.serving.registry import model_card, record_model
 from core.train.classifier import default_training_dir
 from core.train.common import relative_to_repo, run_facts, training_command
 
@@ -45,7 +45,7 @@ ARCHITECTURES = {"stacking": "stacking (logistic regression meta-learner)",
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--members", nargs="+", required=True)
+    p.add_argument("--members", nargs="+", default=None, help="member model names (required unless --refresh-coverage)")
     p.add_argument("--name", default="stacking_ensemble")
     p.add_argument("--role", default="ensemble", help="manifest role (ensemble for the shipped one)")
     p.add_argument("--data", type=Path, default=None)
@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--combiner", choices=("stacking", "equal", "auto"), default="stacking",
                    help="stacking: fitted logistic regression; equal: the members' equal-weight log-linear pool; "
                         "auto: the better worst validation cell, out-of-fold (multi-source members)")
+    p.add_argument("--refresh-coverage", action="store_true",
+                   help="only recount the card's training coverage with the shipped sequence/plane model")
     return p.parse_args(argv)
 
 
@@ -157,8 +159,31 @@ def _coverage(sources: list[str], size: int, weights_dir: Path) -> dict:
     return build_coverage(load_sources(sources, size).where(split="train"), recogniser)
 
 
+#: Recomputes only the coverage block of the shipped ensemble card (after the sequence/plane model changed).
+REFRESH_COVERAGE_COMMAND = "python -m core.train.ensemble --refresh-coverage"
+
+
+def refresh_coverage(name: str, weights_dir: Path) -> dict:
+    """Recount the card's training coverage with the shipped sequence/plane model; nothing else changes.
+
+    The meta-learner does not depend on that model, only the estimated counts do, so this gives
+    the card a full re-run would give. Returns the new coverage block.
+    """
+    card = model_card(name, weights_dir)
+    size = int(model_card(card["members"][0], weights_dir)["input"]["size"])
+    coverage = _coverage(card["sources"], size, weights_dir)
+    record_model(name, {**card, "coverage": coverage, "coverage_command": REFRESH_COVERAGE_COMMAND}, weights_dir)
+    return coverage
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.refresh_coverage:
+        coverage = refresh_coverage(args.name, args.out)
+        print(f"RESULT coverage_unlabelled={coverage['unlabelled']} estimated_by={str(coverage['estimated_by'])[:12]}")
+        return
+    if not args.members:
+        raise SystemExit("error: --members is required (unless --refresh-coverage)")
     started = time.monotonic()
     root = args.data or default_training_dir()
     members = [load_member(n, args.out) for n in args.members]
