@@ -45,10 +45,14 @@ def label_volumes_cm3(labels: np.ndarray, spacing_mm: tuple[float, float, float]
     return region_volumes_cm3(labels, spacing_mm, LABEL_VOLUME_GROUPS)
 
 
+def _masks_dice(pm: dict[str, np.ndarray], tm: dict[str, np.ndarray]) -> dict[str, float]:
+    """Dice per region of two :func:`region_masks` results; both empty -> 1.0."""
+    return {region: float(dice(pm[region], tm[region], empty_value=1.0)) for region in pm}
+
+
 def region_dice(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Dice per region ``{"WT", "TC", "ET"}`` of a predicted and a true label map; both empty -> 1.0."""
-    pm, tm = region_masks(pred), region_masks(truth)
-    return {region: float(dice(pm[region], tm[region], empty_value=1.0)) for region in pm}
+    return _masks_dice(region_masks(pred), region_masks(truth))
 
 
 def _crop_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,8 +86,8 @@ def compare_to_truth(
         raise ValueError(f"Prediction {p.shape} and ground truth {t.shape} have different shapes.")
     spacing = tuple(float(s) for s in spacing_mm)
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
-    scores = region_dice(p, t)
     pm, tm = region_masks(p), region_masks(t)
+    scores = _masks_dice(pm, tm)
     out: dict[str, dict[str, float | bool]] = {}
     for region in config.BRATS_REGIONS:
         a, b = pm[region], tm[region]
