@@ -386,6 +386,18 @@ def show_external_crosscheck(report: dict) -> None:
     st.dataframe(table, hide_index=True, key="mc_ext_crosscheck")
 
 
+def show_false_alarms(report: dict) -> None:
+    """Where the tumour-free slices called tumour lie: next to the lesion, or far from it."""
+    table = external_view.false_alarm_table(report)
+    if table.empty:
+        return
+    st.markdown("**Where the false alarms are** — tumour-free slices called tumour, by how many slices they lie "
+                "from the nearest tumour slice of the same scan")
+    st.dataframe(table, hide_index=True, key="mc_ext_false_alarms")
+    st.caption("Next to the lesion a slice may still show its edge or the swelling around it; far from it, a false "
+               "alarm is the model mistaking normal anatomy for a tumour.")
+
+
 def show_external() -> None:
     st.subheader("Other sources — external benchmark")
     st.write("How the shipped ensemble does on slices from other public collections — other scanners, sequences "
@@ -413,6 +425,7 @@ def show_external() -> None:
                                              f"({external_view.SPLIT_LABELS.get(split, split)})"),
                         key="mc_ext_chart")
     show_external_crosscheck(report)
+    show_false_alarms(report)
     members = external_view.members_table(report)
     if not members.empty:
         st.markdown("**Each member of the ensemble, at its weakest**")

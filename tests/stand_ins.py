@@ -135,4 +135,8 @@ def external_report(split: str = "test") -> dict:
                         "mobilenet_compact": {"worst_cell": "brats/t2", "worst": 0.701,
                                               "cells": {"brats/t2": {"sensitivity": 0.701, "specificity": None,
                                                                      "accuracy": 0.7, "auc": None}}}},
-            "model_versions": {"stacking_ensemble": "0" * 64}}
+            "model_versions": {"stacking_ensemble": "0" * 64},
+            "false_alarms_by_distance": [
+                {"source": "tcga_lgg", "distance": "1-2", "n": 40, "false_alarms": 22, "rate": 0.55},
+                {"source": "tcga_lgg", "distance": "11+", "n": 60, "false_alarms": 6, "rate": 0.1},
+                {"source": "brats", "distance": "1-2", "n": 0, "false_alarms": 0, "rate": None}]}

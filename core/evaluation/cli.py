@@ -112,6 +112,9 @@ def run_external(args: argparse.Namespace) -> str:
               f"{_fixed6(row['ece'])}")
     for name, m in result["members"].items():
         print(f"member {name:24s} worst {_fixed6(m['worst'])} ({m['worst_cell']})")
+    for row in result.get("false_alarms_by_distance", []):
+        print(f"false alarms {row['source']:10s} {row['distance']:>5s} slices from the lesion: "
+              f"{row['false_alarms']}/{row['n']} {_fixed6(row['rate'])}")
     _save_result(result, args.json)
     cells = result["cells"].values()
     finite = lambda k: [r[k] for r in cells if r[k] is not None]  # noqa: E731

@@ -195,6 +195,7 @@ def evaluate_external(split: str = "test", weights_dir: Any = None, n_boot: int 
     (:mod:`core.slices.crosscheck`) rescues and how many false alarms it raises.
     """
     from core.slices.classify import Classifier
+    from core.evaluation.false_alarms import false_alarms_by_distance
     from core.slices.crosscheck import load_rule, rule_figures
 
     classifier = Classifier.load(weights_dir)
@@ -228,4 +229,5 @@ def evaluate_external(split: str = "test", weights_dir: Any = None, n_boot: int 
         "cells": json_table(table), "worst_cell": key, "worst": json_ready(value),
         "crosscheck_rule": {**rule.to_json(), "model": shipped[1]} if shipped else None,
         "members": json_table(members), "model_versions": versions,
+        "false_alarms_by_distance": json_ready(false_alarms_by_distance(slices.refs, slices.labels(), ensemble)),
     }

@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--sources", nargs="+", default=None,
                    help="train on these catalogued sources (fourclass tcga_lgg brats) instead of --data")
+    p.add_argument("--mirror-healthy", action="store_true",
+                   help="with --sources brats: add tumour-free slices made by reflecting the healthy hemisphere of "
+                        "the BraTS training cases' tumour slices (core.data.mirrored)")
     p.add_argument("--samples-per-epoch", type=int, default=6000, help="with --sources: slices drawn per epoch")
     p.add_argument("--normalisation", choices=NORMALISATIONS, default=None,
                    help="input intensity normalisation (default: head with --sources, unit otherwise)")
@@ -188,7 +191,14 @@ def train_multisource(args: argparse.Namespace) -> None:
     print(f"loading sources {' '.join(args.sources)} at {args.size}px ...", flush=True)
     slices = load_sources(args.sources, args.size, progress=lambda what: print(f"  {what}", flush=True))
     train, val = slices.where(split="train"), slices.where(split="val")
-    print(f"train {len(train)}  val {len(val)}", flush=True)
+    mirrored = 0
+    if args.mirror_healthy and "brats" in args.sources:
+        from core.data.mirrored import load_mirrored_brats
+        from core.data.sources import SliceSet
+
+        extra = load_mirrored_brats(args.size)
+        train, mirrored = SliceSet.concat([train, extra]), len(extra)
+    print(f"train {len(train)} ({mirrored} mirrored)  val {len(val)}", flush=True)
     augment = AcquisitionConfig()
     batches = BalancedBatches(train.x, train.labels(), balanced_weights(train), args.batch, args.samples_per_epoch,
                               args.seed, args.normalisation, augment, workers=args.workers,
@@ -219,7 +229,9 @@ def train_multisource(args: argparse.Namespace) -> None:
         "training_counts": training_counts(train),
         "augmentation": "balanced over source x class; acquisition shortcuts: window/level, gamma 0.6-1.6, bias "
                         "field ±30 %, noise, blur/sharpen, JPEG q30-95, low resolution, simulated skull "
-                        "stripping, rotation ±15°, scale 0.85-1.15, shift 0.08, horizontal flip",
+                        "stripping, rotation ±15°, scale 0.85-1.15, shift 0.08, horizontal flip"
+                        + (f"; {mirrored} tumour-free BraTS slices made by reflecting the healthy hemisphere "
+                           "(core.data.mirrored)" if mirrored else ""),
         "metrics": {"val": {"worst_auc_or_accuracy": round(rank, 4), "worst": round(score, 4), "n": int(len(val)),
                             "cells": json_table(table)}},
     })

@@ -35,6 +35,16 @@ def test_external_benchmark_reproduces_the_committed_artifact(external):
         if "crosscheck" in committed["cells"][key]:
             assert row["crosscheck"] == committed["cells"][key]["crosscheck"], key
     assert external["worst_cell"] == committed["worst_cell"]
+    assert external["false_alarms_by_distance"] == committed["false_alarms_by_distance"]
+
+
+def test_false_alarms_fall_with_distance_from_the_lesion(external):
+    """The measured pattern the README states: TCGA's tumour-free slices next to the lesion are called
+    tumour far more often than those 11 or more slices away."""
+    rates = {(r["source"], r["distance"]): r["rate"] for r in external["false_alarms_by_distance"]}
+    assert sum(r["n"] for r in external["false_alarms_by_distance"]) == sum(
+        row["n_no_tumour"] for key, row in external["cells"].items() if not key.startswith("figshare"))
+    assert rates[("tcga_lgg", "1-2")] > 2 * rates[("tcga_lgg", "11+")]
 
 
 def test_external_benchmark_covers_every_source_and_sequence(external):

@@ -58,6 +58,14 @@ def test_crosscheck_and_members():
     assert members.loc["mobilenet_compact", "specificity there"] == "—"
 
 
+def test_false_alarm_table_pivots_sources_by_distance():
+    table = ev.false_alarm_table(external_report()).set_index("source")
+    assert table.loc["TCGA-LGG", "1-2 slices away"] == "0.55 (22 of 40)"
+    assert table.loc["TCGA-LGG", "11+ slices away"] == "0.10 (6 of 60)"
+    assert table.loc["BraTS 2021", "1-2 slices away"] == "no slices"  # none in that band: no rate
+    assert ev.false_alarm_table({"cells": {}}).empty
+
+
 @pytest.mark.parametrize("value, ci, text", [(None, None, "—"), (float("nan"), [0.1, 0.2], "—"),
                                              (0.5, None, "0.500"), (0.5, [None, 0.6], "0.500"),
                                              (0.5, [0.4, 0.6], "0.500 (0.400–0.600)")])
