@@ -137,6 +137,6 @@ def external_report(split: str = "test") -> dict:
                                                                      "accuracy": 0.7, "auc": None}}}},
             "model_versions": {"stacking_ensemble": "0" * 64},
             "false_alarms_by_distance": [
-                {"source": "tcga_lgg", "distance": "1-2", "n": 40, "false_alarms": 22, "rate": 0.55},
-                {"source": "tcga_lgg", "distance": "11+", "n": 60, "false_alarms": 6, "rate": 0.1},
-                {"source": "brats", "distance": "1-2", "n": 0, "false_alarms": 0, "rate": None}]}
+                {"source": "tcga_lgg", "sequence": "t1ce", "distance": "1-2", "n": 40, "false_alarms": 22, "rate": 0.55},
+                {"source": "tcga_lgg", "sequence": "t1ce", "distance": "11+", "n": 60, "false_alarms": 6, "rate": 0.1},
+                {"source": "brats", "sequence": "flair", "distance": "1-2", "n": 0, "false_alarms": 0, "rate": None}]}

@@ -113,7 +113,7 @@ def run_external(args: argparse.Namespace) -> str:
     for name, m in result["members"].items():
         print(f"member {name:24s} worst {_fixed6(m['worst'])} ({m['worst_cell']})")
     for row in result.get("false_alarms_by_distance", []):
-        print(f"false alarms {row['source']:10s} {row['distance']:>5s} slices from the lesion: "
+        print(f"false alarms {row['source'] + '/' + row.get('sequence', ''):16s} {row['distance']:>5s} slices from the lesion: "
               f"{row['false_alarms']}/{row['n']} {_fixed6(row['rate'])}")
     _save_result(result, args.json)
     cells = result["cells"].values()

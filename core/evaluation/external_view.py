@@ -173,12 +173,12 @@ def crosscheck_totals(report: dict[str, Any]) -> dict[str, int]:
 
 
 def false_alarm_table(report: dict[str, Any]) -> pd.DataFrame:
-    """Tumour-free slices called tumour, per source (rows) and distance to the volume's lesion in
-    slices (columns), as "rate (k of n)" ("no slices" where a band holds none); empty when the
-    report has no such rows."""
+    """Tumour-free slices called tumour, per source and sequence (rows) and distance to the volume's
+    lesion in slices (columns), as "rate (k of n)" ("no slices" where a band holds none); empty
+    when the report has no such rows."""
     rows: dict[str, dict[str, str]] = {}
     for r in report.get("false_alarms_by_distance") or []:
-        source = SOURCE_LABELS.get(r.get("source"), r.get("source"))
+        label = cell_label(f"{r.get('source')}/{r.get('sequence')}")
         n = _number(r.get("n"))
         if n is None:
             text = DASH
@@ -186,7 +186,7 @@ def false_alarm_table(report: dict[str, Any]) -> pd.DataFrame:
             text = "no slices"
         else:
             text = f"{fmt(r.get('rate'), 2)} ({fmt_count(r.get('false_alarms'))} of {fmt_count(n)})"
-        rows.setdefault(source, {"source": source})[f"{r.get('distance')} slices away"] = text
+        rows.setdefault(label, {"cell": label})[f"{r.get('distance')} slices away"] = text
     return pd.DataFrame(list(rows.values()))
 
 

@@ -4,8 +4,8 @@ The external benchmark's tumour-free slices of ``tcga_lgg`` and BraTS come from 
 as its tumour slices. A false alarm on a slice next to the lesion (a glancing edge below the mask
 threshold, or swelling that the mask leaves out) means something else than one ten slices away,
 on anatomy that the classifier simply calls "tumour". :func:`false_alarms_by_distance` counts the
-tumour-free slices called tumour per source and band of distance, in slices, to the nearest
-tumour slice of the benchmark in the same volume, sequence and plane.
+tumour-free slices called tumour per source, sequence and band of distance, in slices, to the
+nearest tumour slice of the benchmark in the same volume, sequence and plane.
 """
 from __future__ import annotations
 
@@ -60,16 +60,18 @@ def lesion_distances(refs: Sequence[Any], labels: np.ndarray) -> np.ndarray:
 
 
 def false_alarms_by_distance(refs: Sequence[Any], labels: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
-    """One row per source x distance band: tumour-free slices, how many were called tumour, the rate."""
+    """One row per source x sequence x distance band: tumour-free slices, how many were called
+    tumour, the rate (cells in the order the slices first appear)."""
     distances = lesion_distances(refs, labels)
     called_tumour = np.asarray(probs).argmax(1) != NO_TUMOUR
-    sources = np.array([r.source for r in refs])
+    cells = np.array([f"{r.source}/{r.sequence}" for r in refs])
     rows = []
-    for source in dict.fromkeys(sources[np.isfinite(distances)]):
+    for cell in dict.fromkeys(cells[np.isfinite(distances)]):
+        source, _, sequence = str(cell).partition("/")
         for band in DISTANCE_BANDS:
             low, high = band
-            keep = (sources == source) & (distances >= low) & (distances <= (np.inf if high is None else high))
+            keep = (cells == cell) & (distances >= low) & (distances <= (np.inf if high is None else high))
             n, alarms = int(keep.sum()), int(called_tumour[keep].sum())
-            rows.append({"source": str(source), "distance": band_label(band), "n": n, "false_alarms": alarms,
-                         "rate": alarms / n if n else None})
+            rows.append({"source": source, "sequence": sequence, "distance": band_label(band), "n": n,
+                         "false_alarms": alarms, "rate": alarms / n if n else None})
     return rows

@@ -232,8 +232,8 @@ def test_external_benchmark_shows_cells_weakest_cell_crosscheck_and_members(monk
     members = frame(at, "member", "weakest cell").set_index("member")
     assert members.loc["resnet_compact", "weakest cell"] == "TCGA-LGG · FLAIR"
     assert members.loc["resnet_compact", "lower of sensitivity and specificity"] == "0.654"
-    alarms = frame(at, "source", "1-2 slices away").set_index("source")
-    assert alarms.loc["TCGA-LGG", "11+ slices away"] == "0.10 (6 of 60)"
+    alarms = frame(at, "cell", "1-2 slices away").set_index("cell")
+    assert alarms.loc["TCGA-LGG · T1-CE", "11+ slices away"] == "0.10 (6 of 60)"
     assert any(m.value.startswith("**Where the false alarms are**") for m in at.markdown)
     chart = next(c for c in at.get("plotly_chart") if "Sensitivity and specificity by source" in c.proto.spec)
     spec = json.loads(chart.proto.spec)

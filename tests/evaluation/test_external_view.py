@@ -59,10 +59,11 @@ def test_crosscheck_and_members():
 
 
 def test_false_alarm_table_pivots_sources_by_distance():
-    table = ev.false_alarm_table(external_report()).set_index("source")
-    assert table.loc["TCGA-LGG", "1-2 slices away"] == "0.55 (22 of 40)"
-    assert table.loc["TCGA-LGG", "11+ slices away"] == "0.10 (6 of 60)"
-    assert table.loc["BraTS 2021", "1-2 slices away"] == "no slices"  # none in that band: no rate
+    table = ev.false_alarm_table(external_report()).set_index("cell")
+    assert list(table.index) == ["TCGA-LGG · T1-CE", "BraTS 2021 · FLAIR"]
+    assert table.loc["TCGA-LGG · T1-CE", "1-2 slices away"] == "0.55 (22 of 40)"
+    assert table.loc["TCGA-LGG · T1-CE", "11+ slices away"] == "0.10 (6 of 60)"
+    assert table.loc["BraTS 2021 · FLAIR", "1-2 slices away"] == "no slices"  # none in that band: no rate
     assert ev.false_alarm_table({"cells": {}}).empty
 
 

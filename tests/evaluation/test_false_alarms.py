@@ -55,17 +55,25 @@ def test_false_alarm_table_counts_each_band():
     labels = np.array([G] + [N] * 6 + [G, N, N])
     called = [G,  P, N, G, N, N, M,  G, G, N]                  # decisions: tumour-free ones called tumour or not
     rows = fa.false_alarms_by_distance(refs, labels, one_hot(called))
-    table = {(r["source"], r["distance"]): (r["false_alarms"], r["n"]) for r in rows}
-    assert table[("tcga_lgg", "1-2")] == (1, 2)                # 21 called pituitary, 22 called no tumour
-    assert table[("tcga_lgg", "3-5")] == (1, 1)
-    assert table[("tcga_lgg", "6-10")] == (0, 2)
-    assert table[("tcga_lgg", "11+")] == (1, 1)
-    assert table[("brats", "1-2")] == (1, 1)
-    assert table[("brats", "3-5")] == (0, 0)
-    assert table[("brats", "11+")] == (0, 1)
+    table = {(r["source"], r["sequence"], r["distance"]): (r["false_alarms"], r["n"]) for r in rows}
+    assert table[("tcga_lgg", "t1", "1-2")] == (1, 2)          # 21 called pituitary, 22 called no tumour
+    assert table[("tcga_lgg", "t1", "3-5")] == (1, 1)
+    assert table[("tcga_lgg", "t1", "6-10")] == (0, 2)
+    assert table[("tcga_lgg", "t1", "11+")] == (1, 1)
+    assert table[("brats", "flair", "1-2")] == (1, 1)
+    assert table[("brats", "flair", "3-5")] == (0, 0)
+    assert table[("brats", "flair", "11+")] == (0, 1)
     rates = {(r["source"], r["distance"]): r["rate"] for r in rows}
     assert rates[("tcga_lgg", "1-2")] == pytest.approx(0.5) and rates[("brats", "3-5")] is None
-    assert [r["distance"] for r in rows[:4]] == ["1-2", "3-5", "6-10", "11+"]
+    assert [r["distance"] for r in rows[:4]] == ["1-2", "3-5", "6-10", "11+"] and len(rows) == 8
+
+
+def test_false_alarm_table_keeps_sequences_apart():
+    refs = [tcga("V", 10, "glioma", "t1"), tcga("V", 11, "notumor", "t1"),
+            tcga("V", 10, "glioma", "flair"), tcga("V", 11, "notumor", "flair")]
+    rows = fa.false_alarms_by_distance(refs, np.array([G, N, G, N]), one_hot([G, G, G, N]))
+    near = {r["sequence"]: (r["false_alarms"], r["n"]) for r in rows if r["distance"] == "1-2"}
+    assert near == {"t1": (1, 1), "flair": (0, 1)}
 
 
 def test_no_volume_sources_give_an_empty_table():

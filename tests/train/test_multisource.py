@@ -51,6 +51,40 @@ def test_balanced_weights_equal_classes_then_sources_then_slices():
         assert np.ptp(weights) < 1e-15
 
 
+def test_tumour_balanced_within_sequence_equalises_each_sequence_and_keeps_its_share():
+    tumour = np.array([1, 1, 1, 0, 1, 0, 0, 0, 1, 1], bool)
+    sequences = np.array(["t1ce"] * 4 + ["flair"] * 4 + ["t2"] * 2)    # t2: tumour only
+    w0 = np.array([4, 2, 2, 1, 1, 2, 1, 1, 3, 1], float)
+    w = multisource.tumour_balanced_within_sequence(w0, tumour, sequences)
+    assert w.sum() == pytest.approx(1.0)
+    for q in ("t1ce", "flair", "t2"):                                   # each sequence keeps its share
+        assert w[sequences == q].sum() == pytest.approx(w0[sequences == q].sum() / w0.sum())
+    for q in ("t1ce", "flair"):                                         # tumour and tumour-free halves
+        here = sequences == q
+        assert w[here & tumour].sum() == pytest.approx(w[here & ~tumour].sum())
+    np.testing.assert_allclose(w[[8, 9]] / w[8], [1.0, 1 / 3])         # a one-sided sequence is left alone
+    np.testing.assert_allclose(w[:3] / w[0], [1.0, 0.5, 0.5])          # ratios kept within a group
+    w75 = multisource.tumour_balanced_within_sequence(w0, tumour, sequences, share=0.75)
+    here = sequences == "flair"
+    assert w75[here & tumour].sum() == pytest.approx(3 * w75[here & ~tumour].sum())
+
+
+def test_sequences_with_estimates_asks_the_recogniser_only_for_unlabelled_slices():
+    s = _slices(SPEC)
+    seen = []
+
+    class Recogniser:
+        def recognise_crops(self, crops):
+            seen.append(crops.shape)
+            assert crops.dtype == np.float32 and crops.max() <= 1.0
+            return [type("A", (), {"sequence": "t1ce"})() for _ in crops]
+
+    sequences = multisource.sequences_with_estimates(s, Recogniser())
+    assert seen == [(6, 24, 24)]                                        # the 4-class slices only
+    assert list(sequences[:6]) == ["flair"] * 6 and list(sequences[8:9]) == ["t1ce"]
+    assert Counter(sequences) == {"flair": 6, "t2": 2, "t1ce": 6, "t1": 13}
+
+
 def test_selection_score_is_the_worst_relevant_figure():
     nan = float("nan")
     table = {
@@ -159,3 +193,15 @@ def test_cli_end_to_end_multisource_classifier(tmp_path, monkeypatch):
 
     assert file_sha256(out / card["file"]) == card["sha256"]
     assert not any((tmp_path / "weights").iterdir())              # nothing written to the weights folder
+
+
+def test_cli_balance_sequence_without_a_recogniser_stops_with_a_clear_message(tmp_path, monkeypatch):
+    """``--balance-sequence`` needs the shipped sequence/plane model; without it the CLI says so before training."""
+    from core.train import classifier
+
+    tree = syn.build_tree(tmp_path / "data")
+    syn.isolate(monkeypatch, tree, tmp_path / "cache", tmp_path / "weights")
+    with pytest.raises(SystemExit, match="needs the shipped sequence/plane model"):
+        classifier.main(["--model", "resnet_compact", "--sources", "fourclass", "tcga_lgg", "brats", "--size", "32",
+                         "--epochs", "1", "--balance-sequence", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out" / "manifest.json").exists()
