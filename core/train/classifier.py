@@ -83,9 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mirror-healthy", action="store_true",
                    help="with --sources brats: add tumour-free slices made by reflecting the healthy hemisphere of "
                         "the BraTS training cases' tumour slices (core.data.mirrored)")
-    p.add_argument("--balance-sequence", action="store_true",
-                   help="with --sources: also draw tumour and tumour-free slices equally often within each sequence "
-                        "(the 4-class images' sequence recognised by the shipped sequence/plane model)")
+    p.add_argument("--balance-sequence", type=float, nargs="?", const=0.5, default=None, metavar="SHARE",
+                   help="with --sources: also make tumours SHARE of the draws within each sequence (default 0.5; 0.75 "
+                        "keeps the class shares), the 4-class images' sequence recognised by the shipped "
+                        "sequence/plane model")
     p.add_argument("--samples-per-epoch", type=int, default=6000, help="with --sources: slices drawn per epoch")
     p.add_argument("--normalisation", choices=NORMALISATIONS, default=None,
                    help="input intensity normalisation (default: head with --sources, unit otherwise)")
@@ -204,7 +205,7 @@ def train_multisource(args: argparse.Namespace) -> None:
     print(f"train {len(train)} ({mirrored} mirrored)  val {len(val)}", flush=True)
     augment = AcquisitionConfig()
     weights = balanced_weights(train)
-    if args.balance_sequence:
+    if args.balance_sequence is not None:
         from core.errors import ModelUnavailable
         from core.slices.acquisition import AcquisitionModel
         from core.train.multisource import sequences_with_estimates, tumour_balanced_within_sequence
@@ -214,7 +215,8 @@ def train_multisource(args: argparse.Namespace) -> None:
         except ModelUnavailable as exc:
             raise SystemExit(f"--balance-sequence needs the shipped sequence/plane model: {exc}") from exc
         tumour = np.array([r.tumour for r in train.refs])
-        weights = tumour_balanced_within_sequence(weights, tumour, sequences_with_estimates(train, recogniser))
+        weights = tumour_balanced_within_sequence(weights, tumour, sequences_with_estimates(train, recogniser),
+                                                  share=args.balance_sequence)
     batches = BalancedBatches(train.x, train.labels(), weights, args.batch, args.samples_per_epoch,
                               args.seed, args.normalisation, augment, workers=args.workers,
                               use_multiprocessing=False, max_queue_size=8)
@@ -247,8 +249,8 @@ def train_multisource(args: argparse.Namespace) -> None:
                         "stripping, rotation ±15°, scale 0.85-1.15, shift 0.08, horizontal flip"
                         + (f"; {mirrored} tumour-free BraTS slices made by reflecting the healthy hemisphere "
                            "(core.data.mirrored)" if mirrored else "")
-                        + ("; tumour and tumour-free drawn equally often within each sequence" if args.balance_sequence
-                           else ""),
+                        + (f"; tumours {args.balance_sequence:.2f} of the draws within each sequence"
+                           if args.balance_sequence is not None else ""),
         "metrics": {"val": {"worst_auc_or_accuracy": round(rank, 4), "worst": round(score, 4), "n": int(len(val)),
                             "cells": json_table(table)}},
     })
