@@ -181,6 +181,24 @@ def _compiled(args: argparse.Namespace):
     return model, origin
 
 
+def _sequence_recogniser(args: argparse.Namespace) -> Any | None:
+    """The shipped sequence/plane model when ``--balance-sequence`` needs it; checks the sampling
+    options before any data is loaded."""
+    if args.mirror_healthy and "brats" not in args.sources:
+        raise SystemExit("--mirror-healthy needs brats among --sources")
+    if args.balance_sequence is None:
+        return None
+    if not 0.0 < args.balance_sequence < 1.0:
+        raise SystemExit(f"--balance-sequence takes a tumour share between 0 and 1, got {args.balance_sequence}")
+    from core.errors import ModelUnavailable
+    from core.slices.acquisition import AcquisitionModel
+
+    try:
+        return AcquisitionModel.load_shipped()
+    except ModelUnavailable as exc:
+        raise SystemExit(f"--balance-sequence needs the shipped sequence/plane model: {exc}") from exc
+
+
 def train_multisource(args: argparse.Namespace) -> None:
     """``--sources``: balanced multi-source training, selected on the worst validation cell."""
     from core.evaluation.external import json_table
@@ -192,11 +210,12 @@ def train_multisource(args: argparse.Namespace) -> None:
     name = args.name or args.model
     args.normalisation = args.normalisation or "head"
     set_seed(args.seed)
+    recogniser = _sequence_recogniser(args)
     print(f"loading sources {' '.join(args.sources)} at {args.size}px ...", flush=True)
     slices = load_sources(args.sources, args.size, progress=lambda what: print(f"  {what}", flush=True))
     train, val = slices.where(split="train"), slices.where(split="val")
     mirrored = 0
-    if args.mirror_healthy and "brats" in args.sources:
+    if args.mirror_healthy:
         from core.data.mirrored import load_mirrored_brats
         from core.data.sources import SliceSet
 
@@ -205,15 +224,9 @@ def train_multisource(args: argparse.Namespace) -> None:
     print(f"train {len(train)} ({mirrored} mirrored)  val {len(val)}", flush=True)
     augment = AcquisitionConfig()
     weights = balanced_weights(train)
-    if args.balance_sequence is not None:
-        from core.errors import ModelUnavailable
-        from core.slices.acquisition import AcquisitionModel
+    if recogniser is not None:
         from core.train.multisource import sequences_with_estimates, tumour_balanced_within_sequence
 
-        try:
-            recogniser = AcquisitionModel.load_shipped()
-        except ModelUnavailable as exc:
-            raise SystemExit(f"--balance-sequence needs the shipped sequence/plane model: {exc}") from exc
         tumour = np.array([r.tumour for r in train.refs])
         weights = tumour_balanced_within_sequence(weights, tumour, sequences_with_estimates(train, recogniser),
                                                   share=args.balance_sequence)

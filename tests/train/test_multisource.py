@@ -196,12 +196,20 @@ def test_cli_end_to_end_multisource_classifier(tmp_path, monkeypatch):
 
 
 def test_cli_balance_sequence_without_a_recogniser_stops_with_a_clear_message(tmp_path, monkeypatch):
-    """``--balance-sequence`` needs the shipped sequence/plane model; without it the CLI says so before training."""
+    """The sampling options are checked before any data is loaded: ``--balance-sequence`` needs the shipped
+    sequence/plane model and a share in (0, 1), ``--mirror-healthy`` needs BraTS among the sources."""
     from core.train import classifier
 
     tree = syn.build_tree(tmp_path / "data")
     syn.isolate(monkeypatch, tree, tmp_path / "cache", tmp_path / "weights")
+    base = ["--model", "resnet_compact", "--sources", "fourclass", "tcga_lgg", "brats", "--size", "32", "--epochs", "1",
+            "--out", str(tmp_path / "out")]
     with pytest.raises(SystemExit, match="needs the shipped sequence/plane model"):
-        classifier.main(["--model", "resnet_compact", "--sources", "fourclass", "tcga_lgg", "brats", "--size", "32",
-                         "--epochs", "1", "--balance-sequence", "--out", str(tmp_path / "out")])
+        classifier.main([*base, "--balance-sequence"])
+    with pytest.raises(SystemExit, match="tumour share between 0 and 1"):
+        classifier.main([*base, "--balance-sequence", "1.5"])
+    with pytest.raises(SystemExit, match="--mirror-healthy needs brats"):
+        classifier.main(["--model", "resnet_compact", "--sources", "fourclass", "--mirror-healthy", "--out",
+                         str(tmp_path / "out")])
     assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npz"))   # nothing loaded
