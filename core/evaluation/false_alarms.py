@@ -61,16 +61,20 @@ def lesion_distances(refs: Sequence[Any], labels: np.ndarray) -> np.ndarray:
 
 def false_alarms_by_distance(refs: Sequence[Any], labels: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
     """One row per source x sequence x distance band: tumour-free slices, how many were called
-    tumour, the rate (cells in the order the slices first appear)."""
+    tumour, the rate (cells in the benchmark's source and sequence order)."""
     distances = lesion_distances(refs, labels)
     called_tumour = np.asarray(probs).argmax(1) != NO_TUMOUR
-    cells = np.array([f"{r.source}/{r.sequence}" for r in refs])
+    from core.evaluation.external import cells_of
+
+    sources, sequences = np.array([r.source for r in refs]), np.array([r.sequence for r in refs])
+    measured = np.isfinite(distances)
     rows = []
-    for cell in dict.fromkeys(cells[np.isfinite(distances)]):
-        source, _, sequence = str(cell).partition("/")
+    for cell in cells_of(sources[measured], sequences[measured]):
+        source, sequence = cell.source, cell.sequence
         for band in DISTANCE_BANDS:
             low, high = band
-            keep = (cells == cell) & (distances >= low) & (distances <= (np.inf if high is None else high))
+            keep = ((sources == source) & (sequences == sequence) & (distances >= low)
+                    & (distances <= (np.inf if high is None else high)))
             n, alarms = int(keep.sum()), int(called_tumour[keep].sum())
             rows.append({"source": source, "sequence": sequence, "distance": band_label(band), "n": n,
                          "false_alarms": alarms, "rate": alarms / n if n else None})
