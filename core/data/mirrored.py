@@ -66,14 +66,12 @@ def mirrored_slices(case, stride: int = 2) -> list[tuple[str, str, int, np.ndarr
     """``(sequence, plane, index, image)`` of every mirrored tumour-free slice of a
     :class:`core.volumes.case.Case`: its tumour slices (:func:`core.data.sources.brats_slices`) in
     :data:`MIRROR_PLANES` whose lesion lies in one hemisphere, each sequence reflected alike."""
-    from core.data.sources import brats_slice_image, brats_slices
+    from core.data.sources import brain_mask, brats_slice_image, brats_slices
     from core.volumes.views import plane_axis, slice_view
 
     if case.labels is None:
         return []
-    brain = np.zeros(case.shape, dtype=bool)
-    for volume in case.images.values():
-        brain |= np.asarray(volume) > 0
+    brain = brain_mask(case)
     tumour = case.labels > 0
     picks = {(p, i) for _, p, i, label in brats_slices(case, stride) if label != config.NO_TUMOUR_CLASS}
     out = []
@@ -96,7 +94,7 @@ def load_mirrored_brats(size: int, data_dir: Path | None = None, stride: int = 2
     """The mirrored tumour-free slices of the BraTS **training** cases as a
     :class:`core.data.sources.SliceSet` (label "no tumour", source "brats", split "train")."""
     from core.data.datasets import cached_arrays
-    from core.data.sources import (BRATS_FRAME_MARGIN, EMPTY_MASK, SliceRef, SliceSet, _crop, _stack,
+    from core.data.sources import (BRATS_FRAME_MARGIN, EMPTY_MASK, SliceRef, SliceSet, _crop, _stack, brats_ref,
                                    brats_split, require_data_dir)
     from core.volumes.case import read_case_folder
 
@@ -114,7 +112,7 @@ def load_mirrored_brats(size: int, data_dir: Path | None = None, stride: int = 2
         for entry in data["meta"]:
             sequence, plane, index = str(entry).split("|")
             refs.append(SliceRef("brats", "train", config.NO_TUMOUR_CLASS, case_dir.name, sequence, plane,
-                                 f"{case_dir.name}/{sequence}/{plane}/{index}/{MIRRORED_TAG}", EMPTY_MASK))
+                                 brats_ref(case_dir.name, sequence, plane, int(index), MIRRORED_TAG), EMPTY_MASK))
         xs.append(data["x"])
         ys.append(data["y"])
         if progress:

@@ -232,13 +232,41 @@ def brats_split(weights_dir: Path | None = None) -> dict[str, str]:
     return {case: split for split in SPLITS for case in cases.get(split, [])}
 
 
+def catalogue_order(source: str, sequence: str) -> tuple[int, int]:
+    """Sort key of a (source, sequence) pair: :data:`SOURCES` order, then :data:`SEQUENCES` and
+    unknown; anything else last."""
+    sources = {s: i for i, s in enumerate(SOURCES)}
+    sequences = {q: i for i, q in enumerate((*SEQUENCES, UNKNOWN))}
+    return sources.get(source, 99), sequences.get(sequence, 99)
+
+
+def brats_ref(case_id: str, sequence: str, plane: str, index: int, tag: str = "") -> str:
+    """The catalogue ref of a BraTS slice, ``<case>/<sequence>/<plane>/<index>`` (``/<tag>`` after it
+    for a slice derived from that one, e.g. :mod:`core.data.mirrored`'s)."""
+    return f"{case_id}/{sequence}/{plane}/{index}" + (f"/{tag}" if tag else "")
+
+
+def parse_brats_ref(ref: str) -> tuple[str, str, str, int] | None:
+    """``(case, sequence, plane, index)`` of a plain :func:`brats_ref`; ``None`` for anything else."""
+    parts = ref.split("/")
+    if len(parts) != 4 or not parts[3].isdigit():
+        return None
+    return parts[0], parts[1], parts[2], int(parts[3])
+
+
+def brain_mask(case) -> np.ndarray:
+    """Voxels that hold brain in any modality of a :class:`core.volumes.case.Case` (skull-stripped: > 0)."""
+    brain = np.zeros(case.shape, dtype=bool)
+    for volume in case.images.values():
+        brain |= np.asarray(volume) > 0
+    return brain
+
+
 def brats_slices(case, stride: int = 1) -> list[tuple[str, str, int, str]]:
     """``(sequence, plane, index, label)`` of the usable slices of a :class:`core.volumes.case.Case`."""
     from core.volumes.views import plane_axis
 
-    brain = np.zeros(case.shape, dtype=bool)
-    for volume in case.images.values():
-        brain |= np.asarray(volume) > 0
+    brain = brain_mask(case)
     tumour = case.labels > 0 if case.labels is not None else np.zeros(case.shape, dtype=bool)
     out = []
     for plane in PLANES:
@@ -398,7 +426,7 @@ def _load_brats(root: Path, split_of: dict[str, str], size: int, stride: int,
         for entry in data["meta"]:
             sequence, plane, index, label = str(entry).split("|")
             refs.append(SliceRef("brats", split, label, case_dir.name, sequence, plane,
-                                 f"{case_dir.name}/{sequence}/{plane}/{index}", BRATS_MASK))
+                                 brats_ref(case_dir.name, sequence, plane, int(index)), BRATS_MASK))
         parts.append(SliceSet(refs, data["x"], data["y"]))
         if progress:
             progress(case_dir.name)
@@ -451,10 +479,13 @@ class SliceReader:
     def _brats(self, ref: SliceRef) -> tuple[object, str, str, int]:
         from core.volumes.case import read_case_folder
 
-        case_id, sequence, plane, index = ref.ref.split("/")
+        parsed = parse_brats_ref(ref.ref)
+        if parsed is None:
+            raise DatasetError(f"{ref.ref!r} is not a BraTS slice of the catalogue")
+        case_id, sequence, plane, index = parsed
         if self._case is None or self._case[0] != case_id:
             self._case = (case_id, read_case_folder(self.root / "brats" / case_id))
-        return self._case[1], sequence, plane, int(index)
+        return self._case[1], sequence, plane, index
 
     def __call__(self, ref: SliceRef) -> np.ndarray:
         if ref.source != "brats":

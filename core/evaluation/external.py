@@ -90,12 +90,9 @@ class Cell:
 
 def cells_of(sources: Iterable[str], sequences: Iterable[str]) -> list[Cell]:
     """The distinct (source, sequence) cells, in source then sequence order."""
-    from core.data.sources import SEQUENCES, SOURCES, UNKNOWN
+    from core.data.sources import catalogue_order
 
-    order_s = {s: i for i, s in enumerate(SOURCES)}
-    order_q = {q: i for i, q in enumerate((*SEQUENCES, UNKNOWN))}
-    pairs = sorted(set(zip(sources, sequences)), key=lambda p: (order_s.get(p[0], 99), order_q.get(p[1], 99)))
-    return [Cell(s, q) for s, q in pairs]
+    return [Cell(s, q) for s, q in sorted(set(zip(sources, sequences)), key=lambda p: catalogue_order(*p))]
 
 
 def cell_table(sources: np.ndarray, sequences: np.ndarray, patients: np.ndarray, labels: np.ndarray,

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from core import config
+from core.data.sources import catalogue_order, parse_brats_ref
 
 NO_TUMOUR = config.CLASS_NAMES.index(config.NO_TUMOUR_CLASS)
 #: Bands of distance (slices; ``None``: no upper bound) the table reports.
@@ -31,15 +32,15 @@ def band_label(band: tuple[int, int | None]) -> str:
 def volume_position(ref: Any) -> tuple[str, int] | None:
     """``(volume key, slice index)`` of a catalogued slice from a volume; ``None`` for 2D sources.
 
-    TCGA files are named ``<volume>_<index>.jpg`` and BraTS slices ``<case>/<sequence>/<plane>/<index>``
-    (:mod:`core.data.sources`); the key keeps sequences and planes apart.
+    TCGA files are named ``<volume>_<index>.jpg`` and BraTS slices by
+    :func:`core.data.sources.brats_ref`; the key keeps sequences and planes apart.
     """
     if ref.source == "tcga_lgg":
         volume, _, index = PurePosixPath(ref.ref).stem.rpartition("_")
         return (f"tcga_lgg:{volume}:{ref.sequence}", int(index)) if volume and index.isdigit() else None
     if ref.source == "brats":
-        parts = ref.ref.split("/")
-        return (f"brats:{':'.join(parts[:3])}", int(parts[3])) if len(parts) == 4 and parts[3].isdigit() else None
+        parsed = parse_brats_ref(ref.ref)
+        return (f"brats:{':'.join(parsed[:3])}", parsed[3]) if parsed else None
     return None
 
 
@@ -64,18 +65,15 @@ def false_alarms_by_distance(refs: Sequence[Any], labels: np.ndarray, probs: np.
     tumour, the rate (cells in the benchmark's source and sequence order)."""
     distances = lesion_distances(refs, labels)
     called_tumour = np.asarray(probs).argmax(1) != NO_TUMOUR
-    from core.evaluation.external import cells_of
-
     sources, sequences = np.array([r.source for r in refs]), np.array([r.sequence for r in refs])
     measured = np.isfinite(distances)
     rows = []
-    for cell in cells_of(sources[measured], sequences[measured]):
-        source, sequence = cell.source, cell.sequence
+    for source, sequence in sorted(set(zip(sources[measured], sequences[measured])), key=lambda p: catalogue_order(*p)):
         for band in DISTANCE_BANDS:
             low, high = band
             keep = ((sources == source) & (sequences == sequence) & (distances >= low)
                     & (distances <= (np.inf if high is None else high)))
             n, alarms = int(keep.sum()), int(called_tumour[keep].sum())
-            rows.append({"source": source, "sequence": sequence, "distance": band_label(band), "n": n,
+            rows.append({"source": str(source), "sequence": str(sequence), "distance": band_label(band), "n": n,
                          "false_alarms": alarms, "rate": alarms / n if n else None})
     return rows

@@ -245,3 +245,16 @@ def test_unknown_source_and_missing_data_folder(env, tree, monkeypatch):
     monkeypatch.setattr(config, "data_dir", lambda: None)
     with pytest.raises(DatasetError, match="BTD_DATA_DIR"):
         sources.require_data_dir(None)
+
+
+def test_brats_refs_round_trip_and_derived_refs_are_not_plain_slices():
+    ref = sources.brats_ref("BraTS2021_00001", "t1ce", "coronal", 40)
+    assert ref == "BraTS2021_00001/t1ce/coronal/40"
+    assert sources.parse_brats_ref(ref) == ("BraTS2021_00001", "t1ce", "coronal", 40)
+    mirrored = sources.brats_ref("BraTS2021_00001", "t1ce", "coronal", 40, "mirrored")
+    assert mirrored == ref + "/mirrored" and sources.parse_brats_ref(mirrored) is None
+    assert sources.parse_brats_ref("BraTS2021_00001/t1ce/coronal") is None
+    assert sources.parse_brats_ref("a/b/c/x") is None
+    assert sorted([("brats", "flair"), ("tcga_lgg", "t1ce"), ("brats", "t1"), ("x", "t1")],
+                  key=lambda p: sources.catalogue_order(*p)) == [("tcga_lgg", "t1ce"), ("brats", "t1"),
+                                                                  ("brats", "flair"), ("x", "t1")]
