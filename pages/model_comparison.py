@@ -414,10 +414,16 @@ def show_external() -> None:
     show = st.warning if external_view.below_target(report) else st.info
     show(external_view.worst_sentence(report), icon=":material/trending_down:")
     st.dataframe(external_view.cells_table(report), hide_index=True, key="mc_ext_table")
+    pooled = external_view.sources_table(report)
+    if not pooled.empty:
+        st.markdown("**Per source, every sequence pooled**")
+        st.dataframe(pooled, hide_index=True, key="mc_ext_sources")
     st.caption("In brackets: 95 % confidence intervals, resampling whole patients. Glioma accuracy: share of glioma "
                "slices called glioma. AUC: how well the probability of a tumour separates tumour from tumour-free "
                "slices (1 = perfectly). ECE: calibration error of the decided class's probability (0 = calibrated). "
-               "— : not measurable in that cell (for example, no tumour-free slices).")
+               "— : not measurable in that cell (for example, no tumour-free slices). Targets: sensitivity and "
+               f"specificity ≥ {external_view.TARGET:.2f} in every cell, ECE ≤ {external_view.ECE_TARGET:.2f} in "
+               "every source.")
     rows = external_view.chart_rows(report)
     if not rows.empty:
         st.plotly_chart(figs.external_figure(rows, external_view.TARGET,

@@ -35,6 +35,11 @@ python -m core.registry promote sequence_plane --from runs/ms
 # continued at half the learning rate for 24 epochs (validation worst source 0.845 -> 0.856)
 python -m core.train.acquisition --sources brats tcga_lgg figshare --init-from weights/sequence_plane.keras --epochs 24 --lr 5e-4 --max-minutes 28 --out runs/ms2
 python -m core.registry promote sequence_plane --from runs/ms2
+# continued on the catalogue without tcga_lgg's FLAIR copies (core.data.sources.tcga_substitutes), each
+# epoch drawn anew, selected without TTA; then re-measured with the mirror TTA the app applies
+python -m core.train.acquisition --sources brats tcga_lgg figshare --init-from weights/sequence_plane.keras --epochs 16 --lr 5e-4 --max-minutes 26 --tta none --out runs/acq1
+python -m core.registry promote sequence_plane --from runs/acq1
+python -m core.train.acquisition --rescore
 # The ensemble members, each fine-tuned from its 4-class weights above on every source (balanced over
 # source x class, augmented against acquisition shortcuts, selected on the worst validation cell).
 python -m core.train.classifier --model resnet_compact --sources fourclass tcga_lgg brats --init-from weights/resnet_compact.keras --epochs 16 --lr 5e-4 --max-minutes 28 --out runs/ms

@@ -135,6 +135,9 @@ def external_report(split: str = "test") -> dict:
                         "mobilenet_compact": {"worst_cell": "brats/t2", "worst": 0.701,
                                               "cells": {"brats/t2": {"sensitivity": 0.701, "specificity": None,
                                                                      "accuracy": 0.7, "auc": None}}}},
+            "by_source": {"tcga_lgg/all": cell("tcga_lgg", "all", 0.84, 0.931, [0.8, 0.88], [0.91, 0.95], n=800,
+                                               n_tumour=300, n_no_tumour=500, ece=0.0612, patients=12),
+                          "brats/all": cell("brats", "all", 0.931, None, [0.9, 0.96], None, n_no_tumour=0)},
             "model_versions": {"stacking_ensemble": "0" * 64},
             "false_alarms_by_distance": [
                 {"source": "tcga_lgg", "sequence": "t1ce", "distance": "1-2", "n": 40, "false_alarms": 22, "rate": 0.55},

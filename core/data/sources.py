@@ -12,7 +12,8 @@ held out:
 * ``tcga_lgg`` — axial pre-contrast T1, FLAIR and post-contrast T1 of lower-grade gliomas
   (another scanner population). Folds 1-2 train, fold 3 validation, fold 4 held out.
   A slice is ``glioma`` when its mask has at least :data:`MIN_TUMOUR_PX` pixels, ``notumor``
-  when it has none; glancing edges in between are left out.
+  when it has none; glancing edges in between are left out. Where the dataset filled a volume's
+  missing sequence with a copy of its FLAIR, that copy is left out (:func:`tcga_substitutes`).
 * ``brats`` — BraTS 2021 cases, all four sequences, re-sliced axially, coronally and
   sagittally. The case split is the shipped BraTS model's (``split_cases`` in its card). A slice
   is ``glioma`` when its whole-tumour area is at least :data:`MIN_TUMOUR_MM2`, ``notumor`` when
@@ -55,6 +56,8 @@ TCGA_SEQUENCES: dict[str, str] = {"pre": "t1", "flair": "flair", "post": "t1ce"}
 TCGA_FOLDS: dict[str, tuple[int, ...]] = {"train": (1, 2), "val": (3,), "test": (4,)}
 #: Smallest mask (pixels of the 256 px slice) for a tcga_lgg slice to count as a tumour slice.
 MIN_TUMOUR_PX = 300
+#: Largest mean absolute grey-level difference from the FLAIR for a tcga_lgg sequence to be a copy of it.
+TCGA_COPY_MAX_DIFF = 0.5
 #: Smallest whole-tumour area (mm², 1 mm voxels) for a BraTS slice to count as a tumour slice.
 MIN_TUMOUR_MM2 = 100.0
 #: A BraTS slice without tumour needs this fraction of the case's largest brain area in that plane.
@@ -198,24 +201,62 @@ def fourclass_refs(root: Path, exclude: set[str]) -> list[SliceRef]:
 # --------------------------------------------------------------------------- tcga_lgg
 
 
+def _grey_levels(path: Path) -> np.ndarray:
+    return read_grey(path).astype(np.float32) * 255.0
+
+
+def _same_image(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and float(np.abs(a - b).mean()) <= TCGA_COPY_MAX_DIFF
+
+
+def tcga_substitutes(root: Path, rows: list[dict[str, str]]) -> set[tuple[str, str]]:
+    """``(volume, column)`` of every tcga_lgg sequence that is a copy of its volume's FLAIR.
+
+    The dataset filled a volume's missing pre- or post-contrast sequence with its FLAIR (Buda et
+    al.), so those files are FLAIR images filed as T1 or T1-CE. A column counts as a copy when its
+    slices at a quarter, half and three quarters of the volume's rows all match the FLAIR within
+    :data:`TCGA_COPY_MAX_DIFF` grey levels (mean absolute difference); blank probes (the FLAIR's mean
+    under one grey level, which any two empty frames would match) do not count.
+    """
+    by_volume: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_volume.setdefault(row["volume"], []).append(row)
+    copies = set()
+    for volume, members in by_volume.items():
+        members = sorted(members, key=lambda r: int(r["slice"]))
+        probes = [members[i] for i in sorted({len(members) // 4, len(members) // 2, 3 * len(members) // 4})]
+        pairs = [(r, f) for r in probes if (f := _grey_levels(root / "tcga_lgg" / r["flair"])).mean() >= 1.0]
+        if not pairs:
+            continue
+        for column in TCGA_SEQUENCES:
+            if column == "flair":
+                continue
+            if all(_same_image(_grey_levels(root / "tcga_lgg" / r[column]), f) for r, f in pairs):
+                copies.add((volume, column))
+    return copies
+
+
 def tcga_refs(root: Path) -> list[SliceRef]:
+    """Catalogued tcga_lgg slices: one ref per slice and sequence, minus glancing edges, unknown folds
+    and the sequences the dataset filled with a FLAIR copy (:func:`tcga_substitutes`)."""
     index = root / "tcga_lgg" / "index.csv"
     if not index.is_file():
         raise DatasetError(f"{index} is missing")
     split_of = {fold: split for split, folds in TCGA_FOLDS.items() for fold in folds}
-    refs = []
     with index.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            px = int(row["tumour_px"])
-            if 0 < px < MIN_TUMOUR_PX:
+        rows = [row for row in csv.DictReader(fh) if int(row["fold"]) in split_of]
+    copies = tcga_substitutes(root, rows)
+    refs = []
+    for row in rows:
+        px = int(row["tumour_px"])
+        if 0 < px < MIN_TUMOUR_PX:
+            continue
+        label = "glioma" if px else config.NO_TUMOUR_CLASS
+        for column, sequence in TCGA_SEQUENCES.items():
+            if (row["volume"], column) in copies:
                 continue
-            label = "glioma" if px else config.NO_TUMOUR_CLASS
-            split = split_of.get(int(row["fold"]))
-            if split is None:
-                continue
-            for column, sequence in TCGA_SEQUENCES.items():
-                refs.append(SliceRef("tcga_lgg", split, label, row["patient"], sequence, "axial",
-                                     f"tcga_lgg/{row[column]}", f"tcga_lgg/{row['mask']}"))
+            refs.append(SliceRef("tcga_lgg", split_of[int(row["fold"])], label, row["patient"], sequence, "axial",
+                                 f"tcga_lgg/{row[column]}", f"tcga_lgg/{row['mask']}"))
     return refs
 
 

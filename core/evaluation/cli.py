@@ -110,6 +110,10 @@ def run_external(args: argparse.Namespace) -> str:
         print(f"{key:22s} {row['n']:5d} {row['n_tumour']:5d} {_fixed6(row['accuracy'])} {_fixed6(row['sensitivity'])} "
               f"{_fixed6(row['specificity'])} {_fixed6(row['glioma_accuracy'])} {_fixed6(row['auc'])} "
               f"{_fixed6(row['ece'])}")
+    for key, row in result["by_source"].items():
+        print(f"{'source ' + key:22s} {row['n']:5d} {row['n_tumour']:5d} {_fixed6(row['accuracy'])} "
+              f"{_fixed6(row['sensitivity'])} {_fixed6(row['specificity'])} {_fixed6(row['glioma_accuracy'])} "
+              f"{_fixed6(row['auc'])} {_fixed6(row['ece'])}")
     for name, m in result["members"].items():
         print(f"member {name:24s} worst {_fixed6(m['worst'])} ({m['worst_cell']})")
     for row in result.get("false_alarms_by_distance", []):
@@ -122,6 +126,7 @@ def run_external(args: argparse.Namespace) -> str:
                                 "worst_cell": result["worst_cell"],
                                 "min_sensitivity": min(finite("sensitivity")), "min_specificity": min(finite("specificity")),
                                 "min_glioma_accuracy": min(finite("glioma_accuracy")), "max_ece": max(finite("ece")),
+                                "max_source_ece": max(r["ece"] for r in result["by_source"].values()),
                                 "n": result["n"]})
 
 

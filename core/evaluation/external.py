@@ -3,7 +3,8 @@
 Protocol (``python -m core.evaluate external``; the catalogue is :mod:`core.data.sources`):
 
 * **Slices** of patients no shipped classifier was trained or validated on: ``tcga_lgg`` fold 4
-  (axial pre-contrast T1, FLAIR, post-contrast T1; tumour = mask of at least 300 px), the BraTS
+  (axial pre-contrast T1, FLAIR, post-contrast T1; tumour = mask of at least 300 px; the
+  sequences the dataset filled with a FLAIR copy are left out), the BraTS
   cases the shipped BraTS model held out (axial slices of all four sequences; tumour = whole-tumour
   area of at least 100 mm², no tumour = no label voxel and at least a quarter of the case's largest
   brain area), and the figshare fold the segmenter held out, minus the slices that the 4-class
@@ -15,6 +16,8 @@ Protocol (``python -m core.evaluate external``; the catalogue is :mod:`core.data
   probability. 95 % CIs by bootstrap over patients (slices of one patient move together).
 * A model is judged by its **worst** cell, not the mean: ``worst`` names the cell with the lowest
   of sensitivity and specificity.
+* **Per source** (``by_source``): the same figures with every sequence of a source pooled, for
+  targets stated per source (ECE).
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ NO_TUMOUR = config.CLASS_NAMES.index(config.NO_TUMOUR_CLASS)
 GLIOMA = config.CLASS_NAMES.index("glioma")
 #: Metrics of a cell that get bootstrap CIs.
 CI_METRICS: tuple[str, ...] = ("accuracy", "sensitivity", "specificity", "auc", "ece")
+#: The sequence of a per-source row (``by_source``: every sequence of the source pooled).
+ALL_SEQUENCES = "all"
 #: Splits of the benchmark: what the classifier validated on, and what it never saw.
 BENCHMARK_SPLITS = {"val": "validation patients", "test": "held-out patients"}
 #: Which sources and planes each benchmark reads (BraTS: axial only, as a 2D upload would be).
@@ -202,6 +207,7 @@ def evaluate_external(split: str = "test", weights_dir: Any = None, n_boot: int 
     columns = (slices.column("source"), slices.column("sequence"), slices.column("patient"), slices.labels())
     table = cell_table(*columns, ensemble, n_boot=n_boot)
     key, value = worst_cell(table)
+    pooled = cell_table(columns[0], np.full(len(slices), ALL_SEQUENCES), *columns[2:], ensemble, n_boot=n_boot)
     members = {}
     for name, probs in member_probs.items():
         member_table = cell_table(*columns, probs)
@@ -223,7 +229,7 @@ def evaluate_external(split: str = "test", weights_dir: Any = None, n_boot: int 
         "task": "external", "split": split, "split_description": BENCHMARK_SPLITS[split],
         "protocol": __doc__.split("Protocol", 1)[1].strip() if __doc__ else "",
         "n": int(len(slices)), "patients": int(len({(r.source, r.patient) for r in slices.refs})),
-        "cells": json_table(table), "worst_cell": key, "worst": json_ready(value),
+        "cells": json_table(table), "worst_cell": key, "worst": json_ready(value), "by_source": json_table(pooled),
         "crosscheck_rule": {**rule.to_json(), "model": shipped[1]} if shipped else None,
         "members": json_table(members), "model_versions": versions,
         "false_alarms_by_distance": json_ready(false_alarms_by_distance(slices.refs, slices.labels(), ensemble)),

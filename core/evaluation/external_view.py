@@ -20,6 +20,8 @@ FILES: dict[str, str] = {"test": "external.json", "val": "external_val.json"}
 SPLIT_LABELS: dict[str, str] = {"test": "held-out patients", "val": "validation patients"}
 #: Sensitivity and specificity the project aims for in every cell.
 TARGET = 0.90
+#: Calibration error the project aims for in every source (its sequences pooled).
+ECE_TARGET = 0.08
 DASH = "—"
 
 
@@ -95,6 +97,13 @@ def cells_table(report: dict[str, Any]) -> pd.DataFrame:
             "patients": fmt_count(c.get("patients")), "slices": fmt_count(c.get("n")),
         })
     return pd.DataFrame(rows)
+
+
+def sources_table(report: dict[str, Any]) -> pd.DataFrame:
+    """One row per source with its sequences pooled (the report's ``by_source``; empty for a report
+    written before it), with the same columns as :func:`cells_table` less sequence and weakest."""
+    table = cells_table({"cells": report.get("by_source") or {}})
+    return table.drop(columns=["sequence", "weakest"]) if not table.empty else table
 
 
 def _weaker_metric(cell: dict[str, Any]) -> str:

@@ -269,6 +269,10 @@ def card_dims(card: dict[str, Any]) -> int:
     return int(card.get("dims", 2))
 
 
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (int, float, str))
+
+
 def render_model_cards(weights_dir: Path | None = None) -> str:
     """Markdown model cards for every model in the manifest (written to MODEL_CARDS.md)."""
     manifest = load_manifest(weights_dir)
@@ -278,14 +282,16 @@ def render_model_cards(weights_dir: Path | None = None) -> str:
         out += [f"## {name}", "", card.get("description", ""), "", "| field | value |", "| --- | --- |"]
         for key in ("task", "role", "architecture", "file", "sha256", "size_bytes", "params", "input",
                     "classes", "data", "split", "epochs", "backend", "trained_at", "training_command",
-                    "initialised_from", "postprocessing", "runtime", "format", "fp16_max_output_difference"):
+                    "initialised_from", "postprocessing", "runtime", "format", "fp16_max_output_difference",
+                    "tta", "metrics_command"):
             if key in card:
                 value = card[key]
                 if isinstance(value, (dict, list)):
                     value = json.dumps(value)
                 out.append(f"| {key} | {str(value).replace('|', '/')} |")
         for split, metrics in card.get("metrics", {}).items():
-            shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}
+            shown = {k: v for k, v in metrics.items()
+                     if _scalar(v) or (isinstance(v, dict) and v and all(_scalar(x) for x in v.values()))}
             out.append(f"| metrics: {split} | {json.dumps(shown)} |")
         out.append("")
     return "\n".join(out)

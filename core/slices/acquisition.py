@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from core.slices.classify import normalise_batch, predict_batches
+from core.slices.classify import normalise_batch, predict_tta
 from core.imaging.preprocess import classifier_crop
 from core.serving.registry import LoadedModel
 from core.data.sources import PLANES, SEQUENCE_LABELS, SEQUENCES
@@ -72,9 +72,14 @@ class AcquisitionModel(LoadedModel):
         return cls.load(MODEL_NAME, weights_dir)
 
     def recognise_crops(self, crops: np.ndarray) -> list[Acquisition]:
-        """Recognition of classifier crops ``(N, S, S)`` in [0, 1] (:func:`core.imaging.preprocess.classifier_crop`)."""
+        """Recognition of classifier crops ``(N, S, S)`` in [0, 1] (:func:`core.imaging.preprocess.classifier_crop`),
+        with the test-time augmentation its card names (``tta``: the crop and its mirror averaged)."""
         x = normalise_batch(np.asarray(crops, dtype=np.float32), self.normalisation)
-        return from_probabilities(predict_batches(self.runner, x))
+        return from_probabilities(predict_tta(self.runner, x, self.tta))
+
+    @property
+    def tta(self) -> str:
+        return str(self.card.get("tta", "none"))
 
     def recognise(self, image: np.ndarray) -> Acquisition:
         """Recognition of one greyscale slice of any size and dtype."""

@@ -30,6 +30,24 @@ def predict_batches(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(out, axis=0).astype(np.float64)
 
 
+def with_mirrors(x: np.ndarray) -> np.ndarray:
+    """Inputs ``(N, S, S[, C])`` followed by their left-right mirrors (one batch for flip TTA)."""
+    return np.concatenate([x, x[:, :, ::-1]])
+
+
+def mean_over_mirrors(probs: np.ndarray) -> np.ndarray:
+    """The mean of the two halves of :func:`with_mirrors`' predictions."""
+    n = len(probs) // 2
+    return (probs[:n] + probs[n:]) / 2.0
+
+
+def predict_tta(model: Any, x: np.ndarray, tta: str = "none") -> np.ndarray:
+    """:func:`predict_batches`, averaged over each image and its mirror when ``tta`` is ``"hflip"``."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; known: {TTA_MODES}")
+    return mean_over_mirrors(predict_batches(model, with_mirrors(x))) if tta == "hflip" else predict_batches(model, x)
+
+
 def fuse_members(members: list[Member]) -> Any | None:
     """One Keras model running every member on a shared input, or None when input sizes differ
     or some member runs on LiteRT (whose per-call overhead is already small).
@@ -80,7 +98,7 @@ def predict_members(members: list[Member], x_by_size: dict[int, np.ndarray], tta
         key = (m.input_size, m.normalisation)
         if key not in prepared:
             x = normalise_batch(np.asarray(x_by_size[m.input_size], dtype=np.float32), m.normalisation)
-            prepared[key] = np.concatenate([x, x[:, :, ::-1]]) if flip else x
+            prepared[key] = with_mirrors(x) if flip else x
     if fused is not None:
         (x,) = prepared.values()
         raw = dict(zip([m.name for m in members], predict_fused(fused, x)))
@@ -88,7 +106,7 @@ def predict_members(members: list[Member], x_by_size: dict[int, np.ndarray], tta
         raw = {m.name: predict_batches(m.runner, prepared[(m.input_size, m.normalisation)]) for m in members}
     if not flip:
         return raw
-    return {name: (p[:len(p) // 2] + p[len(p) // 2:]) / 2.0 for name, p in raw.items()}
+    return {name: mean_over_mirrors(p) for name, p in raw.items()}
 
 
 def load_member(name: str, weights_dir: Path | None = None) -> Member:

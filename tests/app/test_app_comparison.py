@@ -221,6 +221,11 @@ def test_external_benchmark_shows_cells_weakest_cell_crosscheck_and_members(monk
     assert flair["sensitivity (95 % CI)"] == "0.712 (0.634–0.781)" and flair["weakest"] == "◀ weakest"
     assert table.loc[("BraTS 2021", "T2"), "specificity (95 % CI)"] == "—"
     assert "None" not in table.to_string()
+    pooled = next(d.value for d in at.dataframe
+                  if list(d.value.columns[:2]) == ["source", "sensitivity (95 % CI)"])
+    assert pooled.set_index("source").loc["TCGA-LGG", "ECE"] == "0.061"
+    assert any(m.value == "**Per source, every sequence pooled**" for m in at.markdown)
+    assert any("ECE ≤ 0.08 in every source" in c.value for c in at.caption)
     weakest = next(w.value for w in at.warning if w.value.startswith("The weakest result"))
     assert "TCGA-LGG · FLAIR" in weakest and "sensitivity 0.712" in weakest and "below the 0.90 aim" in weakest
     metrics = {m.label: m.value for m in at.metric}

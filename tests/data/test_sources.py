@@ -86,6 +86,32 @@ def test_tcga_folds_labels_and_glancing_slices(catalogue):
     assert all(column_of[r.sequence] in r.ref for r in tcga.refs)
 
 
+def test_tcga_sequences_filled_with_a_flair_copy_are_left_out(tmp_path):
+    """The dataset filled missing sequences with the volume's FLAIR: those copies are not T1 or T1-CE."""
+    import shutil
+
+    syn.write_tcga(tmp_path)
+    base = tmp_path / "tcga_lgg"
+    for slice_id, patient, *_ in syn.TCGA_ROWS:
+        if patient == "P05":                                   # post-contrast missing: filled with FLAIR
+            shutil.copy(base / f"images/flair/{slice_id}.jpg", base / f"images/post/{slice_id}.jpg")
+        if patient == "P03":                                   # both T1 sequences missing
+            for column in ("pre", "post"):
+                shutil.copy(base / f"images/flair/{slice_id}.jpg", base / f"images/{column}/{slice_id}.jpg")
+        if patient == "P01":                                   # blank frames everywhere: nothing to compare
+            for column in syn.TCGA_COLUMNS:
+                syn.write_png(base / f"images/{column}/{slice_id}.jpg", np.zeros((syn.IMAGE_SIDE,) * 2, np.uint8))
+    refs = sources.tcga_refs(tmp_path)
+    kept = Counter((r.patient, r.sequence) for r in refs)
+    assert kept[("P05", "t1ce")] == 0 and kept[("P05", "t1")] == kept[("P05", "flair")] == 3
+    assert kept[("P03", "t1")] == kept[("P03", "t1ce")] == 0 and kept[("P03", "flair")] == 3
+    assert kept[("P01", "t1")] == kept[("P01", "t1ce")] == kept[("P01", "flair")] == 2
+    assert kept[("P04", "t1ce")] == kept[("P04", "t1")] == 2  # untouched patients keep every sequence
+    rows = [{"volume": "v", "slice": str(i), "flair": f"images/flair/P05_s{i + 1}.jpg",
+             "pre": f"images/pre/P05_s{i + 1}.jpg", "post": f"images/post/P05_s{i + 1}.jpg"} for i in range(3)]
+    assert sources.tcga_substitutes(tmp_path, rows) == {("v", "post")}
+
+
 def test_tcga_missing_index_is_a_dataset_error(tmp_path):
     with pytest.raises(DatasetError, match="index.csv"):
         sources.tcga_refs(tmp_path)
@@ -258,3 +284,29 @@ def test_brats_refs_round_trip_and_derived_refs_are_not_plain_slices():
     assert sorted([("brats", "flair"), ("tcga_lgg", "t1ce"), ("brats", "t1"), ("x", "t1")],
                   key=lambda p: sources.catalogue_order(*p)) == [("tcga_lgg", "t1ce"), ("brats", "t1"),
                                                                   ("brats", "flair"), ("x", "t1")]
+
+
+def test_real_tcga_flair_copies_are_found_and_are_whole_volume_copies(data_root):
+    """On the public tcga_lgg data: 10 volumes hold FLAIR copies in place of a sequence (16 columns),
+    every slice of each flagged column equals its FLAIR, and no other column does on its middle slice."""
+    import csv
+
+    from core.data.datasets import read_grey
+
+    index = data_root / "tcga_lgg" / "index.csv"
+    with index.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["fold"]) in (1, 2, 3, 4)]
+    copies = sources.tcga_substitutes(data_root, rows)
+    assert len(copies) == 16 and len({v for v, _ in copies}) == 10
+    base = data_root / "tcga_lgg"
+    by_volume: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_volume.setdefault(row["volume"], []).append(row)
+    for volume, column in copies:
+        assert all(np.array_equal(read_grey(base / r[column]), read_grey(base / r["flair"])) for r in by_volume[volume])
+    for volume, members in by_volume.items():
+        middle = sorted(members, key=lambda r: int(r["slice"]))[len(members) // 2]
+        for column in ("pre", "post"):
+            if (volume, column) not in copies:
+                diff = np.abs(read_grey(base / middle[column]) - read_grey(base / middle["flair"])).mean()
+                assert diff * 255 > 1.0, (volume, column)

@@ -183,3 +183,8 @@ def test_benchmark_table_end_to_end_on_synthetic_slices(isolated):
     assert all(r["sensitivity"] == 0.0 and r["specificity"] == 1.0 for r in table.values())
     assert table["tcga_lgg/flair"]["patients"] == 2 and table["brats/t2"]["n"] == 10
     assert external.worst_cell(table)[1] == 0.0
+    pooled = external.cell_table(slices.column("source"), [external.ALL_SEQUENCES] * len(slices),
+                                 slices.column("patient"), slices.labels(), probs)
+    assert list(pooled) == ["tcga_lgg/all", "brats/all"]
+    assert pooled["brats/all"]["n"] == sum(table[f"brats/{q}"]["n"] for q in ("t1", "t1ce", "t2", "flair"))
+    assert pooled["tcga_lgg/all"]["patients"] == table["tcga_lgg/flair"]["patients"]

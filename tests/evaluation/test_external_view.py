@@ -23,6 +23,18 @@ def test_cells_table_formats_values_with_intervals_and_dashes():
     assert "None" not in table.to_string() and "nan" not in table.to_string()
 
 
+def test_sources_table_pools_sequences_per_source_and_is_empty_for_older_reports():
+    table = ev.sources_table(external_report()).set_index("source")
+    assert list(table.index) == ["TCGA-LGG", "BraTS 2021"]
+    assert "sequence" not in table.columns and "weakest" not in table.columns
+    tcga = table.loc["TCGA-LGG"]
+    assert tcga["ECE"] == "0.061" and tcga["slices"] == "800" and tcga["tumour / tumour-free"] == "300 / 500"
+    assert tcga["specificity (95 % CI)"] == "0.931 (0.910–0.950)"
+    assert table.loc["BraTS 2021", "specificity (95 % CI)"] == "—"
+    older = {k: v for k, v in external_report().items() if k != "by_source"}
+    assert ev.sources_table(older).empty
+
+
 def test_worst_sentence_names_the_cell_its_weaker_metric_and_the_aim():
     text = ev.worst_sentence(external_report())
     assert "**TCGA-LGG · FLAIR**: sensitivity 0.712 (0.634–0.781), below the 0.90 aim" in text

@@ -126,3 +126,18 @@ def test_loaded_model_runs_on_its_export_and_is_stamped_with_its_card():
     stand_in = Segmenter("x", object(), {"input": {"size": 64}})
     assert stand_in.runner is stand_in.model and stand_in.on_keras and stand_in.sha256 == ""
     assert Segmenter.load().name == "resunet"
+
+
+def test_model_cards_show_flat_and_per_source_metrics_and_the_tta(tmp_path):
+    """MODEL_CARDS.md shows scalar metrics and one level of per-source figures; deeper tables stay in
+    the manifest."""
+    (tmp_path / "m.keras").write_bytes(b"weights")
+    card = {"task": "acquisition", "file": "m.keras", "tta": "hflip",
+            "metrics": {"test": {"worst": 0.9, "brats": {"sequence": 0.906, "plane": 0.993, "n": 3472},
+                                 "cells": {"brats/t1": {"auc": 0.8, "ci": [0.7, 0.9]}}}}}
+    registry.record_model("recogniser", card, tmp_path)
+    text = registry.render_model_cards(tmp_path)
+    line = next(row for row in text.splitlines() if row.startswith("| metrics: test |"))
+    assert '"worst": 0.9' in line and '"brats": {"sequence": 0.906, "plane": 0.993, "n": 3472}' in line
+    assert "cells" not in line
+    assert "| tta | hflip |" in text

@@ -89,3 +89,25 @@ def test_cli_end_to_end_acquisition_training(tmp_path, monkeypatch):
     np.testing.assert_allclose(probs[:, :4].sum(1), 1.0, atol=1e-5)
     np.testing.assert_allclose(probs[:, 4:].sum(1), 1.0, atol=1e-5)
     assert len(from_probabilities(probs)) == 3
+
+    # the app applies the card's TTA: each crop and its mirror averaged
+    from core.slices.acquisition import AcquisitionModel
+    from core.slices.classify import normalise_batch
+
+    assert card["tta"] == "hflip"
+    crops = np.random.default_rng(0).random((2, 32, 32)).astype(np.float32)
+    loaded = AcquisitionModel.load("sequence_plane", out)
+    x = normalise_batch(crops, loaded.normalisation)[..., None]
+    plain, mirrored = (np.asarray(loaded.runner.predict_on_batch(v)) for v in (x, x[:, :, ::-1]))
+    got = loaded.recognise_crops(crops)
+    want = from_probabilities((plain + mirrored) / 2.0)
+    assert [a.sequence_probabilities for a in got] == [a.sequence_probabilities for a in want]
+    assert [a.plane_probabilities for a in got] == [a.plane_probabilities for a in want]
+
+    # --rescore re-measures the recorded card with another TTA and records it; the weights stay
+    train_acquisition.main(["--rescore", "--tta", "none", "--out", str(out)])
+    again = json.loads((out / "manifest.json").read_text())["models"]["sequence_plane"]
+    assert again["tta"] == "none" and again["sha256"] == card["sha256"]
+    assert again["metrics_command"] == "python -m core.train.acquisition --rescore --tta none"
+    assert {s: f["n"] for s, f in again["metrics"]["test"].items()} == {"brats": 120, "tcga_lgg": 15}
+    assert again["training_command"] == card["training_command"]
