@@ -141,11 +141,11 @@ def _sources_text(sources: list[str]) -> str:
 def rescore(args: argparse.Namespace) -> dict:
     """Re-measure a recorded recogniser's validation and held-out figures (same weights, same card
     otherwise) on its sources' current catalogue, with ``args.tta``; returns the new metrics."""
-    from core.serving.registry import model_card
+    from core.serving.registry import load_keras_model, model_card
 
     card = model_card(args.name, args.out)
     slices = known(load_sources(card["sources"], int(card["input"]["size"])))
-    model = keras.models.load_model(args.out / card["file"], compile=False)
+    model = load_keras_model(args.name, args.out)
     metrics = {"val": report(model, slices.where(split="val"), args.tta),
                "test": report(model, slices.where(split="test"), args.tta)}
     record_model(args.name, {**card, "metrics": metrics, "tta": args.tta,
