@@ -83,10 +83,8 @@ def sequences_with_estimates(slices: SliceSet, recogniser: Any) -> np.ndarray:
 
 
 class WeightedDraws(ShuffledBatches):
-    """``samples`` slice indices per epoch drawn by ``weights`` (redrawn each epoch unless ``redraw``
-    is off); a subclass turns one batch of indices into arrays in :meth:`make_batch`."""
-
-    redraw = True
+    """``samples`` slice indices drawn anew each epoch by ``weights``; a subclass turns one batch of
+    indices into arrays in :meth:`make_batch`."""
 
     def __init__(self, weights: np.ndarray, batch: int, samples: int, seed: int, **kwargs: Any):
         self.weights, self.samples = weights, samples
@@ -103,7 +101,7 @@ class WeightedDraws(ShuffledBatches):
         return self._draw()
 
     def next_order(self) -> np.ndarray:
-        return self._draw() if self.redraw else self.order
+        return self._draw()
 
     def __len__(self) -> int:
         return self.samples // self.batch
