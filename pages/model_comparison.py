@@ -13,7 +13,8 @@ from core.evaluation import comparison, external_view
 from core.evaluation import comparison_figures as figs
 from core.evaluation.comparison import ARTIFACTS_COMMAND, SPLITS, display_name
 from core.evaluation.reported import SOURCES, reported_table
-from ui.comparison_artifacts import detail_of, external_of, log_of, predictions_of, summary_of
+from ui.comparison_artifacts import (detail_of, external_of, external_segmentation_of, log_of, predictions_of,
+                                     summary_of)
 from ui.handoff import BRATS_REQUEST, hand_over
 from ui.heldout import no_data_help, offer_analysis
 from ui.navigation import ensure_app_navigation
@@ -231,6 +232,34 @@ with tabs[0]:
                                   "python -m core.dedup split --out weights/eval/dedup_testing.json")])
 
 # ----------------------------------------------------------------------------- segmentation
+def shipped_versions() -> dict[str, str]:
+    """``{model: sha256}`` of the weights shipped now (empty when the manifest cannot be read)."""
+    from core.serving.registry import load_manifest
+
+    try:
+        return {name: card.get("sha256", "") for name, card in load_manifest().get("models", {}).items()}
+    except (OSError, ValueError):
+        return {}
+
+
+def show_outlines_elsewhere() -> None:
+    """The shipped segmenter on other sources' held-out patients, by sequence."""
+    report = external_segmentation_of(FOLDER)
+    if report is None:
+        return
+    st.markdown("**Other sources and sequences — held-out patients**")
+    st.dataframe(external_view.segmentation_table(report), hide_index=True, key="mc_seg_external")
+    st.caption("The shipped segmenter on the external benchmark's patients (TCGA-LGG fold 4, the held-out BraTS "
+               "cases, axial). Each sequence is scored against the region it shows: TCGA-LGG's expert outline of "
+               "the FLAIR abnormality on all three sequences; BraTS whole tumour on FLAIR, T2 and T1 and tumour core "
+               "on T1-CE. A tumour slice with no outline scores Dice 0. Outlined: share of tumour slices with any "
+               "outline. Left clean: share of tumour-free slices with none, since an outline there is what a user "
+               "would take for a lesion.")
+    stale = external_view.stale_models(report, shipped_versions())
+    if stale:
+        st.caption(f"Measured on an earlier version of {', '.join(stale)}; the shipped weights have changed since.")
+
+
 with tabs[1]:
     st.subheader("Tumour segmenters — held-out patients (figshare fold 4)")
     seg = for_people(comparison.segmentation_table(summary), ("Dice CI low", "Dice CI high"))
@@ -253,7 +282,9 @@ with tabs[1]:
                                   format_func=lambda n: display_name(n, MODELS[n]))
         show_curves(chosen_seg)
     show_tradeoff(seg, "mean Dice", "mc_seg_scatter_x")
-    reproduce("segmentation")
+    show_outlines_elsewhere()
+    reproduce("segmentation", [("Outlines on other sources:", "python -m core.evaluate external-segmentation "
+                                                               "--json weights/eval/external_segmentation.json")])
 
 # ----------------------------------------------------------------------------- BraTS
 def show_brats_cases() -> None:
@@ -350,16 +381,6 @@ with tabs[4]:
                        "Points below the diagonal are over-confident bins; 15 equal-width bins of the top probability.")
 
 # ----------------------------------------------------------------------------- other sources
-def shipped_versions() -> dict[str, str]:
-    """``{model: sha256}`` of the weights shipped now (empty when the manifest cannot be read)."""
-    from core.serving.registry import load_manifest
-
-    try:
-        return {name: card.get("sha256", "") for name, card in load_manifest().get("models", {}).items()}
-    except (OSError, ValueError):
-        return {}
-
-
 def external_split() -> str | None:
     """Which benchmark to show: a choice when both the held-out and the validation patients were scored."""
     splits = external_view.available(FOLDER)

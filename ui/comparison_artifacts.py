@@ -89,3 +89,15 @@ def external_of(folder: Path, split: str | None) -> dict | None:
     if not split:
         return None
     return read_external(str(folder), split, artifact_mtime(folder / external_view.FILES[split]))
+
+
+@st.cache_data(show_spinner=False)
+def read_external_segmentation(folder: str, mtime: float) -> dict | None:
+    """The segmenter's external benchmark (:func:`core.evaluation.external_view.load_segmentation`); keyed by
+    folder and mtime."""
+    return external_view.load_segmentation(Path(folder))
+
+
+def external_segmentation_of(folder: Path) -> dict | None:
+    """The segmenter's external benchmark; ``None`` without results."""
+    return read_external_segmentation(str(folder), artifact_mtime(folder / external_view.SEGMENTATION_FILE))

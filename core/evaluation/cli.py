@@ -132,16 +132,20 @@ def run_external(args: argparse.Namespace) -> str:
 
 def run_external_segmentation(args: argparse.Namespace) -> str:
     result = evaluate_external_segmentation(args.split, data_dir=args.data, n_boot=args.n_boot)
-    print(f"{'cell':22s} {'n':>5s} {'target':>12s} {'ResUNet Dice':>13s} {'found':>6s} {'detector Dice':>14s} {'found':>6s}")
+    print(f"{'cell':22s} {'n':>5s} {'target':>12s} {'ResUNet Dice':>13s} {'found':>6s} {'clean':>6s} "
+          f"{'detector Dice':>14s} {'found':>6s}")
     for key, row in result["cells"].items():
         det = row.get("lesion_detector") or {}
         print(f"{key:22s} {row['resunet']['n']:5d} {row['target']:>12s} "
               f"{_three_decimals(row['resunet']['mean_dice']):>13s} {_three_decimals(row['resunet']['found']):>6s} "
+              f"{_three_decimals(row['resunet'].get('clean')):>6s} "
               f"{_three_decimals(det.get('mean_dice')):>14s} {_three_decimals(det.get('found')):>6s}")
     _save_result(result, args.json)
     cells = result["cells"].values()
     no_detector = {"mean_dice": float("nan")}
+    clean = [r["resunet"]["clean"] for r in cells if r["resunet"].get("clean") is not None]
     return _format_result_line({"min_resunet_dice": min(r["resunet"]["mean_dice"] for r in cells),
+                                "min_clean": min(clean) if clean else "nan",
                                 "min_detector_dice": min((r.get("lesion_detector") or no_detector)["mean_dice"]
                                                          for r in cells),
                                 "n": result["n"]})

@@ -13,7 +13,9 @@ held-out BraTS cases' axial slices, the held-out figshare fold) it scores, per s
   same expert mask cropped alike (BraTS: whole tumour on every sequence, as it was trained).
 
 Mean per-slice Dice (a slice where a model finds nothing scores 0) and the share of slices
-where it finds anything at all, with patient-bootstrap CIs of the mean Dice.
+where it finds anything at all, with patient-bootstrap CIs of the mean Dice. On the same patients'
+tumour-free slices it counts how often the ResUNet leaves the slice clean (no outline at all): an
+outline there is what a user would take for a lesion.
 """
 from __future__ import annotations
 
@@ -21,11 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from core.data.whole_slices import REGION_BY_SEQUENCE, region_of
 from core.evaluation.external import benchmark_slices, cells_of, json_table
 from core.imaging.metrics import bootstrap_ci, dice
-
-#: The BraTS region each sequence is scored against (what the sequence shows).
-BRATS_REGION_BY_SEQUENCE = {"flair": "WT", "t2": "WT", "t1": "WT", "t1ce": "TC"}
 
 
 def _summary(scores: list[float], found: list[bool], patients: list[str], n_boot: int) -> dict[str, Any]:
@@ -39,8 +39,9 @@ def _summary(scores: list[float], found: list[bool], patients: list[str], n_boot
 
 
 def evaluate_external_segmentation(split: str = "test", weights_dir: Any = None, data_dir: Any = None,
-                                   n_boot: int = 1000) -> dict[str, Any]:
-    """Per source x sequence Dice of the ResUNet and of the lesion detector on tumour slices."""
+                                   n_boot: int = 1000, sources: list[str] | None = None) -> dict[str, Any]:
+    """Per source x sequence Dice of the ResUNet and of the lesion detector on tumour slices, and the
+    ResUNet's clean share on tumour-free slices (``sources``: the benchmark's unless named)."""
     from core.errors import ModelUnavailable
     from core.slices.lesion import LesionDetector, strongest_region
     from core.slices.segment import Segmenter
@@ -51,15 +52,19 @@ def evaluate_external_segmentation(split: str = "test", weights_dir: Any = None,
         detector = LesionDetector.load_shipped(weights_dir)
     except ModelUnavailable:
         detector = None
-    slices = benchmark_slices(split, detector.input_size if detector else 128, data_dir)
-    slices = slices.take(np.array([r.tumour and r.has_mask for r in slices.refs], dtype=bool))
+    every = benchmark_slices(split, detector.input_size if detector else 128, data_dir, sources)
+    slices = every.take(np.array([r.tumour and r.has_mask for r in every.refs], dtype=bool))
     reader = SliceReader(data_dir)
+    clean: dict[str, list[bool]] = {}
+    for ref in (r for r in every.refs if not r.tumour and r.has_mask):
+        mask, _ = segmenter.segment(reader(ref), None)
+        clean.setdefault(f"{ref.source}/{ref.sequence}", []).append(not mask.any())
     detector_maps = (detector.probabilities_of_crops(slices.x.astype(np.float32) / 255.0)
                      if detector is not None else None)
     crop_masks = slices.masks()
     rows: dict[str, dict[str, list]] = {}
     for k, ref in enumerate(slices.refs):
-        region = BRATS_REGION_BY_SEQUENCE.get(ref.sequence, "WT")
+        region = region_of(ref)
         truth = reader.mask(ref, region)
         mask, _ = segmenter.segment(reader(ref), None)
         row = rows.setdefault(f"{ref.source}/{ref.sequence}", {"resunet": [], "resunet_found": [], "detector": [],
@@ -77,8 +82,11 @@ def evaluate_external_segmentation(split: str = "test", weights_dir: Any = None,
         keep = [i for i, v in enumerate(row["resunet"]) if np.isfinite(v)]
         pick = lambda values: [values[i] for i in keep]  # noqa: E731
         entry = {"source": cell.source, "sequence": cell.sequence,
-                 "target": BRATS_REGION_BY_SEQUENCE[cell.sequence] if cell.source == "brats" else "expert mask",
+                 "target": REGION_BY_SEQUENCE[cell.sequence] if cell.source == "brats" else "expert mask",
                  "resunet": _summary(pick(row["resunet"]), pick(row["resunet_found"]), pick(row["patients"]), n_boot)}
+        left_clean = clean.get(cell.key, [])
+        entry["resunet"].update(n_tumour_free=len(left_clean),
+                                clean=float(np.mean(left_clean)) if left_clean else float("nan"))
         if detector_maps is not None:
             entry["lesion_detector"] = _summary(row["detector"], row["detector_found"], row["patients"], n_boot)
         table[cell.key] = entry

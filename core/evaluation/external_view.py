@@ -226,3 +226,37 @@ def stale_models(report: dict[str, Any], shipped: dict[str, str]) -> list[str]:
     """Models scored in ``report`` whose weights differ from ``shipped`` ``{name: sha256}`` now."""
     return sorted(name for name, sha in (report.get("model_versions") or {}).items()
                   if name in shipped and shipped[name] and sha != shipped[name])
+
+
+# --------------------------------------------------------------------------- outlines on other sources
+
+#: What ``python -m core.evaluate external-segmentation --json`` writes (held-out patients).
+SEGMENTATION_FILE = "external_segmentation.json"
+#: The expert region a cell's outlines are scored against, in words.
+TARGET_LABELS: dict[str, str] = {"WT": "whole tumour", "TC": "tumour core", "expert mask": "expert outline"}
+
+
+def load_segmentation(folder: Path) -> dict[str, Any] | None:
+    """The segmenter's external benchmark from ``folder``, or ``None`` when it has not been written."""
+    path = folder / SEGMENTATION_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _share_of(share: Any, n: Any) -> str:
+    """E.g. ``"0.71 of 345"``; "—" when there are no slices."""
+    return DASH if _number(share) is None or not _number(n) else f"{fmt(share, 2)} of {fmt_count(n)}"
+
+
+def segmentation_table(report: dict[str, Any], model: str = "resunet") -> pd.DataFrame:
+    """One row per source × sequence: the outline's Dice on tumour slices against the region the sequence
+    shows, how often it outlines anything there, and how often it leaves a tumour-free slice clean."""
+    rows = []
+    for key, c in (report.get("cells") or {}).items():
+        source, sequence = _source_sequence(key, c)
+        m = c.get(model) or {}
+        rows.append({"source": source, "sequence": sequence,
+                     "scored against": TARGET_LABELS.get(c.get("target"), c.get("target") or DASH),
+                     "mean Dice (95 % CI)": fmt_ci(m.get("mean_dice"), m.get("mean_dice_ci95")),
+                     "outlined (tumour)": _share_of(m.get("found"), m.get("n")),
+                     "left clean (tumour-free)": _share_of(m.get("clean"), m.get("n_tumour_free"))})
+    return pd.DataFrame(rows)

@@ -10,19 +10,28 @@ two sides. ``--init-from`` continues a saved model on the same split (its card's
 log carry into the new card). The network is fully convolutional:
 it trains on tumour-biased crops of ``--crop`` pixels taken from the ``--size`` slices (four
 times cheaper than whole slices on a CPU) and predicts whole ``--size`` slices.
+
+``--extra-sources tcga_lgg brats`` also draws whole slices of those sources with the mask of the
+region each sequence shows, tumour-free slices among them (:mod:`core.train.segmenter_mix`); the
+best epoch is then the one whose worst validation cell (figshare's validation patients, tcga_lgg
+fold 3 and the BraTS validation cases by sequence) is best.
 """
 from __future__ import annotations
 
 import argparse
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from core import config
+from core.data.whole_slices import MASKED_SOURCES, load_whole_slices, masked_refs
+from core.evaluation.external import json_table
 from core.train.augment import augment_pair
+from core.train.segmenter_mix import FIGSHARE_CELL, cell_of, cell_scores, mixed_weights, worst_score
 from core.data.datasets import list_segmentation, load_segmentation, patient_split
 from core.imaging.metrics import dice
 from core.models.losses import bce_dice_loss, binary_dice_metric
@@ -41,12 +50,28 @@ FIGSHARE_SPACING_MM = (0.98, 0.98)
 
 
 class CropBatches(ShuffledBatches):
-    """Augmented image/mask batches; crops centre on tumour with probability ``p_tumour``."""
+    """Augmented image/mask batches; crops centre on tumour with probability ``p_tumour``.
+
+    Every slice once per epoch, or, with ``weights``, ``samples`` slices drawn by them anew each epoch.
+    """
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, batch: int, crop: int, seed: int,
-                 p_tumour: float = 0.8, **kwargs):
+                 p_tumour: float = 0.8, weights: np.ndarray | None = None, samples: int | None = None, **kwargs):
+        self.weights, self.samples = weights, samples or len(images)
         super().__init__(len(images), batch, seed, **kwargs)
         self.images, self.masks, self.crop, self.p_tumour = images, masks, crop, p_tumour
+
+    def _draw(self, key: tuple[int, ...]) -> np.ndarray:
+        return np.random.default_rng(key).choice(self.n, size=self.samples, p=self.weights)
+
+    def first_order(self) -> np.ndarray:
+        return super().first_order() if self.weights is None else self._draw((self.seed, 0, 7))
+
+    def next_order(self) -> np.ndarray:
+        return super().next_order() if self.weights is None else self._draw((self.seed, self.epoch, 7))
+
+    def __len__(self) -> int:
+        return int(np.ceil(self.samples / self.batch))
 
     def _crop_origin(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
         size, c = mask.shape[0], self.crop
@@ -101,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", default=None)
     p.add_argument("--out", type=Path, default=config.WEIGHTS_DIR)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--extra-sources", nargs="*", default=[], choices=list(MASKED_SOURCES),
+                   help="also train on these sources' whole slices and masks (core/data/whole_slices.py); "
+                        "the best epoch is then the one with the best worst validation cell")
+    p.add_argument("--extra-share", type=float, default=0.5, help="share of each epoch's draws from --extra-sources")
+    p.add_argument("--samples-per-epoch", type=int, default=None,
+                   help="slices drawn per epoch with --extra-sources (default: twice the figshare training slices)")
     p.add_argument("--init-from", type=Path, default=None,
                    help="continue from this saved model (same architecture and split): its card's "
                         "epochs and log are carried into the new card")
@@ -135,10 +166,22 @@ def main(argv: list[str] | None = None) -> None:
           f"test fold {args.test_fold}: {len(test)}/{n_pat(test)} (not used here)", flush=True)
 
     crop = args.crop or args.size
-    batches = CropBatches(images[train], masks[train], args.batch, crop, args.seed,
+    extra = {split: load_whole_slices(masked_refs(args.extra_sources, split, axial_only=split == "val"), args.size)
+             for split in ("train", "val")} if args.extra_sources else {}  # validated axially, as benchmarked
+    train_x, train_y, weights = images[train], masks[train], None
+    if extra:
+        print("extra sources: " + ", ".join(f"{split} {len(part)}" for split, part in extra.items()), flush=True)
+        train_x = np.concatenate([train_x, extra["train"].x])
+        train_y = np.concatenate([train_y, extra["train"].y])
+        weights = mixed_weights(len(train), extra["train"].refs, args.extra_share)
+    batches = CropBatches(train_x, train_y, args.batch, crop, args.seed, weights=weights,
+                          samples=(args.samples_per_epoch or 2 * len(train)) if extra else None,
                           workers=args.workers, use_multiprocessing=False, max_queue_size=8)
     x_val = (images[val].astype(np.float32) / 255.0)[..., None]
     y_val = masks[val][..., None].astype(np.float32)
+    val_cells = [FIGSHARE_CELL] * len(val) + ([cell_of(r) for r in extra["val"].refs] if extra else [])
+    val_truth = np.concatenate([masks[val], extra["val"].y]) if extra else masks[val]
+    x_all_val = np.concatenate([x_val, (extra["val"].x.astype(np.float32) / 255.0)[..., None]]) if extra else x_val
     build = lambda: build_segmenter(args.model, input_size=args.size, channels=1, num_classes=1,  # noqa: E731
                                     base=args.base, depth=args.depth)
     # Train a twin at crop size (fully convolutional: identical weights) and save at full size.
@@ -159,43 +202,57 @@ def main(argv: list[str] | None = None) -> None:
 
         def on_epoch_end(self, epoch, logs=None):
             full.set_weights(self.model.get_weights())
-            pred = full.predict(x_val, batch_size=16, verbose=0)
-            hard = pred > 0.5
-            per_image = [dice(h[..., 0], t[..., 0] > 0.5) for h, t in zip(hard, y_val)]
-            logs["val_dice"] = float(np.mean(per_image))
+            hard = full.predict(x_all_val, batch_size=16, verbose=0)[..., 0] > 0.5
+            logs["val_dice"] = float(np.mean([dice(h, t[..., 0] > 0.5) for h, t in zip(hard, y_val)]))
             print(f"  val_dice {logs['val_dice']:.4f}", flush=True)
+            if extra:
+                self.table = cell_scores(hard, val_truth, val_cells)
+                logs["val_worst"] = worst_score(self.table)
+                print(f"  val_worst {logs['val_worst']:.4f} | " + "  ".join(
+                    f"{k} {v['score']:.3f} (dice {v['tumour_dice']:.3f}, clean {v['clean']:.2f})"
+                    for k, v in self.table.items()), flush=True)
 
     log_path = args.out / "logs" / f"{name}.csv"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     prior_log = args.init_from.parent / origin["log"] if origin and origin.get("log") else None
     if prior_log is not None and prior_log.is_file():  # keep the earlier epochs: this run overwrites the log
         prior_log = Path(shutil.copy(prior_log, log_path.with_suffix(".prior.csv")))
-    best = BestWeights("val_dice", mode="max")
+    best = BestWeights("val_worst" if extra else "val_dice", mode="max")
     budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes)
+    validation = FullSizeValidation()
     history = model.fit(batches, epochs=args.epochs, verbose=2,
-                        callbacks=[FullSizeValidation(), budget, keras.callbacks.CSVLogger(str(log_path)), best])
+                        callbacks=[validation, budget, keras.callbacks.CSVLogger(str(log_path)), best])
 
     if prior_log is not None and prior_log.is_file():
         concatenate_logs(prior_log, log_path, log_path)
         prior_log.unlink()
     full.set_weights(model.get_weights())
-    probs = full.predict(x_val, batch_size=16, verbose=0)[..., 0]
-    rules, val_dice = tune_postprocessing(probs, masks[val], FIGSHARE_SPACING_MM)
+    probs = full.predict(x_all_val, batch_size=16, verbose=0)[..., 0]
+    rules, val_dice = tune_postprocessing(probs[:len(val)], masks[val], FIGSHARE_SPACING_MM)
+    val_cells_table = cell_scores(probs > 0.5, val_truth, val_cells) if extra else None
     path = args.out / f"{name}.keras"
     save_inference_model(full, build, path)
     card = {
         "task": "segmentation",
         "role": "shipped" if name == "resunet" else "comparison",
-        "description": f"{args.model} for binary tumour masks on T1-CE slices, trained from scratch.",
+        "description": (f"{args.model} for binary tumour masks, trained from scratch on figshare T1-CE slices and "
+                        f"on whole slices of {', '.join(args.extra_sources)} (the region each sequence shows)."
+                        if extra else f"{args.model} for binary tumour masks on T1-CE slices, trained from scratch."),
         "architecture": args.model,
         "file": path.name,
         "params": int(full.count_params()),
         "input": {"size": args.size, "channels": 1, "range": "[0, 1]",
                   "preprocess": "whole slice padded to square, resized, /255"},
         "classes": ["tumour"],
-        "data": relative_to_repo(root),
+        "data": relative_to_repo(root) + "".join(f", $BTD_DATA_DIR/{s}" for s in args.extra_sources),
         "split": f"patient-wise: fold {args.test_fold} held out ({len(test)} slices, {n_pat(test)} patients); "
-                 f"val {len(val)} slices of {n_pat(val)} patients; train {len(train)} slices of {n_pat(train)} patients",
+                 f"val {len(val)} slices of {n_pat(val)} patients; train {len(train)} slices of {n_pat(train)} patients"
+                 + ("; tcga_lgg folds 1-2 train, 3 val, 4 held out; BraTS: the shipped BraTS model's case split"
+                    if extra else ""),
+        **({"training_counts": {f"{c}/{'tumour' if t else 'no tumour'}": int(n) for (c, t), n in sorted(
+            Counter((cell_of(r), r.tumour) for r in extra["train"].refs).items())},
+            "selected_on": "worst validation cell: mean per-slice Dice, 1 for a tumour-free slice left clean "
+                           "(core/train/segmenter_mix.py)"} if extra else {}),
         "epochs": len(history.epoch) + int((origin or {}).get("epochs") or 0),
         "best_epoch": best.best_epoch + 1 + int((origin or {}).get("epochs") or 0),
         **({"initialised_from": origin, "epochs_this_run": len(history.epoch)} if origin else {}),
@@ -206,7 +263,9 @@ def main(argv: list[str] | None = None) -> None:
         "augmentation": "rotation ±10°, shift 0.1, zoom 0.1, brightness 0.8-1.2, horizontal flip; "
                         f"{crop}px tumour-biased crops",
         "stopped_by_time_budget": budget.stopped_early,
-        "metrics": {"val": {"mean_dice": round(val_dice, 4), "threshold": rules.threshold, "n": int(len(val))}},
+        "metrics": {"val": {"mean_dice": round(val_dice, 4), "threshold": rules.threshold, "n": int(len(val)),
+                            **({"worst_cell": round(worst_score(val_cells_table), 4),
+                                "cells": json_table(val_cells_table)} if extra else {})}},
         "log": f"logs/{log_path.name}",
         "training_command": training_command("core.train.segmenter"),
         **run_facts(started),

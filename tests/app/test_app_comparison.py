@@ -132,6 +132,25 @@ def test_segmentation_numbers_equal_the_artifact(summary):
         assert same(row["mean Dice"], stored["mean_dice"]) and same(row["HD95 mm"], stored["mean_hd95_mm"])
 
 
+def test_outlines_on_other_sources_equal_the_artifact():
+    from core.data.sources import SEQUENCE_LABELS, SOURCE_LABELS
+
+    stored = json.loads((EVAL / "external_segmentation.json").read_text())
+    at = page()
+    table = frame(at, "source", "scored against").set_index(["source", "sequence"])
+    assert len(table) == len(stored["cells"])
+    for cell in stored["cells"].values():
+        row, scores = table.loc[(SOURCE_LABELS[cell["source"]], SEQUENCE_LABELS[cell["sequence"]])], cell["resunet"]
+        low, high = scores["mean_dice_ci95"]
+        assert row["mean Dice (95 % CI)"] == f"{scores['mean_dice']:.3f} ({low:.3f}–{high:.3f})"
+        assert row["outlined (tumour)"] == f"{scores['found']:.2f} of {scores['n']}"
+        clean = scores["clean"]
+        assert row["left clean (tumour-free)"] == ("—" if clean is None else
+                                                        f"{clean:.2f} of {scores['n_tumour_free']}")
+    assert any(m.value == "**Other sources and sequences — held-out patients**" for m in at.markdown)
+    assert not any("earlier version of resunet" in c.value for c in at.caption)
+
+
 def test_reported_table_is_separate_and_shows_our_numbers(summary):
     at = page()
     at.radio(key="mc_split").set_value("dedup").run()
@@ -260,3 +279,4 @@ def test_external_benchmark_missing_gives_a_neutral_note(monkeypatch, tmp_path):
     with pytest.raises(KeyError):
         at.radio(key="mc_ext_split")
     assert not any(d.value.columns[0] == "source" and "sensitivity (95 % CI)" in d.value.columns for d in at.dataframe)
+    assert not any("scored against" in d.value.columns for d in at.dataframe)   # its file is left out too

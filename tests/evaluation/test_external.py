@@ -188,3 +188,39 @@ def test_benchmark_table_end_to_end_on_synthetic_slices(isolated):
     assert list(pooled) == ["tcga_lgg/all", "brats/all"]
     assert pooled["brats/all"]["n"] == sum(table[f"brats/{q}"]["n"] for q in ("t1", "t1ce", "t2", "flair"))
     assert pooled["tcga_lgg/all"]["patients"] == table["tcga_lgg/flair"]["patients"]
+
+
+class _Outline:
+    """A stand-in segmenter that outlines nothing, or the whole slice."""
+
+    name, sha256 = "resunet", "b" * 64
+
+    def __init__(self, everything: bool):
+        self.everything = everything
+
+    def segment(self, image, spacing_mm):
+        mask = np.full(image.shape, self.everything, dtype=bool)
+        return mask, mask.astype(np.float32)
+
+
+@pytest.mark.parametrize("everything", [False, True])
+def test_external_segmentation_scores_tumour_slices_and_counts_clean_tumour_free_ones(isolated, monkeypatch,
+                                                                                   everything):
+    from core.evaluation.external_segmentation import evaluate_external_segmentation
+    from core.slices.segment import Segmenter
+
+    monkeypatch.setattr(Segmenter, "load", classmethod(lambda cls, name="resunet", weights_dir=None: _Outline(everything)))
+    result = evaluate_external_segmentation("test", data_dir=isolated, n_boot=20, sources=["tcga_lgg", "brats"])
+    cells = result["cells"]
+    assert set(cells) == {"tcga_lgg/t1", "tcga_lgg/t1ce", "tcga_lgg/flair", "brats/t1", "brats/t1ce", "brats/t2",
+                          "brats/flair"}
+    assert result["n"] == 9 + 24  # tumour slices only: 3 tcga rows and 6 BraTS slices per sequence
+    tcga, brats_t1ce = cells["tcga_lgg/flair"]["resunet"], cells["brats/t1ce"]["resunet"]
+    assert tcga["n"] == 3 and tcga["n_tumour_free"] == 2 and brats_t1ce["n_tumour_free"] == 4
+    assert cells["brats/t1ce"]["target"] == "TC" and cells["brats/flair"]["target"] == "WT"
+    if everything:
+        assert all(c["resunet"]["clean"] == 0.0 and c["resunet"]["found"] == 1.0 for c in cells.values())
+        # whole tumour (12 x 12) against the whole 40 x 40 slice
+        assert cells["brats/flair"]["resunet"]["mean_dice"] == pytest.approx(2 * 144 / (144 + 1600), abs=1e-3)
+    else:
+        assert all(c["resunet"]["clean"] == 1.0 and c["resunet"]["mean_dice"] == 0.0 for c in cells.values())

@@ -95,3 +95,25 @@ def test_files_and_stale_versions(tmp_path):
     report = ev.load(tmp_path)
     assert ev.stale_models(report, {"stacking_ensemble": "0" * 64}) == []
     assert ev.stale_models(report, {"stacking_ensemble": "1" * 64}) == ["stacking_ensemble"]
+
+
+def test_segmentation_table_scores_outlines_by_cell_and_counts_clean_slices(tmp_path):
+    report = {"cells": {
+        "brats/t1ce": {"source": "brats", "sequence": "t1ce", "target": "TC",
+                       "resunet": {"n": 96, "mean_dice": 0.1061, "found": 1.0, "mean_dice_ci95": [0.03, 0.27],
+                                   "n_tumour_free": 128, "clean": 0.0547}},
+        "figshare/t1ce": {"source": "figshare", "sequence": "t1ce", "target": "expert mask",
+                          "resunet": {"n": 206, "mean_dice": 0.619, "found": 0.97, "n_tumour_free": 0, "clean": None}},
+        "tcga_lgg/flair": {"source": "tcga_lgg", "sequence": "flair", "target": "expert mask",
+                           "resunet": {"n": 373, "mean_dice": 0.443, "found": 0.92}}}}   # written before `clean`
+    table = ev.segmentation_table(report).set_index(["source", "sequence"])
+    brats = table.loc[("BraTS 2021", "T1-CE")]
+    assert brats["scored against"] == "tumour core" and brats["mean Dice (95 % CI)"] == "0.106 (0.030–0.270)"
+    assert brats["outlined (tumour)"] == "1.00 of 96" and brats["left clean (tumour-free)"] == "0.05 of 128"
+    figshare = table.loc[("figshare (held-out fold)", "T1-CE")]
+    assert figshare["scored against"] == "expert outline" and figshare["left clean (tumour-free)"] == "—"
+    assert table.loc[("TCGA-LGG", "FLAIR"), "left clean (tumour-free)"] == "—"
+    assert ev.segmentation_table({}).empty
+    assert ev.load_segmentation(tmp_path) is None
+    (tmp_path / ev.SEGMENTATION_FILE).write_text(json.dumps(report))
+    assert ev.load_segmentation(tmp_path) == report

@@ -56,3 +56,25 @@ def test_a_continued_run_carries_the_history_and_refuses_another_split(tiny_figs
 
     with pytest.raises(SystemExit, match="another split"):
         train(tiny_figshare, out, "--init-from", str(out / "resunet.keras"), "--test-fold", "3")
+
+
+@pytest.mark.slow
+def test_extra_sources_join_training_and_selection_by_cell(tiny_figshare, tmp_path, monkeypatch):
+    import synthetic_sources as syn
+
+    tree = syn.build_tree(tmp_path / "data")
+    syn.isolate(monkeypatch, tree, tmp_path / "cache", tmp_path / "empty_weights")
+    out = tmp_path / "weights"
+    card = train(tiny_figshare, out, "--extra-sources", "tcga_lgg", "brats", "--samples-per-epoch", "12")
+    cells = card["metrics"]["val"]["cells"]
+    # validation: figshare's patients plus tcga fold 3 and the BraTS validation case, axial, every sequence
+    assert set(cells) == {"figshare/t1ce", "tcga_lgg/t1", "tcga_lgg/t1ce", "tcga_lgg/flair",
+                          "brats/t1", "brats/t1ce", "brats/t2", "brats/flair"}
+    assert card["metrics"]["val"]["worst_cell"] == pytest.approx(min(c["score"] for c in cells.values()), abs=1e-4)
+    assert cells["tcga_lgg/flair"]["n"] == 3 and all(0.0 <= c["score"] <= 1.0 for c in cells.values())
+    counts = card["training_counts"]
+    assert counts["tcga_lgg/flair/tumour"] == 2 and counts["tcga_lgg/flair/no tumour"] == 2
+    assert counts["brats/t1ce/tumour"] > 0 and "worst validation cell" in card["selected_on"]
+    assert "tcga_lgg" in card["description"] and card["data"].endswith("$BTD_DATA_DIR/tcga_lgg, $BTD_DATA_DIR/brats")
+    with (out / "logs" / "resunet.csv").open() as fh:
+        assert "val_worst" in next(csv.DictReader(fh))
