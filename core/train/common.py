@@ -180,6 +180,16 @@ def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization
     return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
 
 
+def freeze_batchnorm(model: keras.Model) -> int:
+    """Keep every batch-normalisation layer's moving statistics and scale as they are (Keras 3: a
+    non-trainable BatchNormalization runs in inference mode), so fine-tuning on other data moves the
+    convolutions only. Returns the number of layers frozen."""
+    layers = list(batchnorm_layers(model))
+    for layer in layers:
+        layer.trainable = False
+    return len(layers)
+
+
 def set_batchnorm_momentum(model: keras.Model, momentum: float = 0.9) -> None:
     """Make moving statistics track faster than Keras' default 0.99 (0.999 in MobileNetV2).
 

@@ -31,7 +31,8 @@ from core import config
 from core.data.whole_slices import MASKED_SOURCES, load_whole_slices, masked_refs
 from core.evaluation.external import json_table
 from core.train.augment import augment_pair
-from core.train.segmenter_mix import FIGSHARE_CELL, cell_of, cell_scores, mixed_weights, worst_score
+from core.train.segmenter_mix import (FIGSHARE_CELL, cell_of, cell_scores, mixed_weights, selection_score,
+                                      worst_score)
 from core.data.datasets import list_segmentation, load_segmentation, patient_split
 from core.imaging.metrics import dice
 from core.models.losses import bce_dice_loss, binary_dice_metric
@@ -39,8 +40,8 @@ from core.models.segmenters import SEGMENTER_BUILDERS, build_segmenter
 from core.serving.registry import record_model
 from core.slices.segment import KEEP_RULES, PostProcessing, postprocess, rules_for_card
 from core.train.common import (BestWeights, CosineWithinBudget, ShuffledBatches, relative_to_repo, run_facts,
-                               concatenate_logs, save_inference_model, set_batchnorm_momentum, set_seed,
-                               training_command, warm_start)
+                               concatenate_logs, freeze_batchnorm, save_inference_model, set_batchnorm_momentum,
+                               set_seed, training_command, warm_start)
 
 #: Arguments that define the patient-wise split; a continued run must keep them.
 SPLIT_KEYS = ("test_fold", "val_patients", "seed")
@@ -130,6 +131,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also train on these sources' whole slices and masks (core/data/whole_slices.py); "
                         "the best epoch is then the one with the best worst validation cell")
     p.add_argument("--extra-share", type=float, default=0.5, help="share of each epoch's draws from --extra-sources")
+    p.add_argument("--figshare-floor", type=float, default=None,
+                   help="with --extra-sources: an epoch whose figshare validation Dice is below this ranks after "
+                        "every epoch at or above it (keeps what the segmenter does on figshare)")
+    p.add_argument("--freeze-batchnorm", action="store_true",
+                   help="keep the batch-normalisation statistics of --init-from (fine-tuning on other sources "
+                        "otherwise re-estimates them on the mix, which moves figshare's own predictions)")
     p.add_argument("--samples-per-epoch", type=int, default=None,
                    help="slices drawn per epoch with --extra-sources (default: twice the figshare training slices)")
     p.add_argument("--init-from", type=Path, default=None,
@@ -193,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     if moved:  # another split would put the earlier run's training patients in this run's val/test
         raise SystemExit(f"--init-from {args.init_from} was trained with another split ({', '.join(moved)} differ)")
     set_batchnorm_momentum(model, 0.9)
+    if args.freeze_batchnorm:
+        print(f"batch normalisation frozen in {freeze_batchnorm(model)} layers", flush=True)
     model.compile(optimizer=keras.optimizers.AdamW(args.lr,
                                                    weight_decay=args.weight_decay, clipnorm=1.0),
                   loss=bce_dice_loss, metrics=[binary_dice_metric])
@@ -208,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
             if extra:
                 self.table = cell_scores(hard, val_truth, val_cells)
                 logs["val_worst"] = worst_score(self.table)
+                logs["val_selection"] = selection_score(logs["val_worst"], logs["val_dice"], args.figshare_floor)
                 print(f"  val_worst {logs['val_worst']:.4f} | " + "  ".join(
                     f"{k} {v['score']:.3f} (dice {v['tumour_dice']:.3f}, clean {v['clean']:.2f})"
                     for k, v in self.table.items()), flush=True)
@@ -217,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     prior_log = args.init_from.parent / origin["log"] if origin and origin.get("log") else None
     if prior_log is not None and prior_log.is_file():  # keep the earlier epochs: this run overwrites the log
         prior_log = Path(shutil.copy(prior_log, log_path.with_suffix(".prior.csv")))
-    best = BestWeights("val_worst" if extra else "val_dice", mode="max")
+    best = BestWeights("val_selection" if extra else "val_dice", mode="max")
     budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes)
     validation = FullSizeValidation()
     history = model.fit(batches, epochs=args.epochs, verbose=2,
@@ -252,7 +262,10 @@ def main(argv: list[str] | None = None) -> None:
         **({"training_counts": {f"{c}/{'tumour' if t else 'no tumour'}": int(n) for (c, t), n in sorted(
             Counter((cell_of(r), r.tumour) for r in extra["train"].refs).items())},
             "selected_on": "worst validation cell: mean per-slice Dice, 1 for a tumour-free slice left clean "
-                           "(core/train/segmenter_mix.py)"} if extra else {}),
+                           "(core/train/segmenter_mix.py)" + (f"; epochs with figshare validation Dice below "
+                                                               f"{args.figshare_floor} rank last"
+                                                               if args.figshare_floor is not None else "")}
+           if extra else {}),
         "epochs": len(history.epoch) + int((origin or {}).get("epochs") or 0),
         "best_epoch": best.best_epoch + 1 + int((origin or {}).get("epochs") or 0),
         **({"initialised_from": origin, "epochs_this_run": len(history.epoch)} if origin else {}),

@@ -62,3 +62,9 @@ def cell_scores(pred: np.ndarray, truth: np.ndarray, cells: list[str]) -> dict[s
 
 def worst_score(table: dict[str, dict[str, float]]) -> float:
     return float(min(row["score"] for row in table.values()))
+
+
+def selection_score(worst: float, figshare_dice: float, floor: float | None) -> float:
+    """The epoch's rank: its worst cell, or, below the figshare ``floor``, its figshare Dice minus 1
+    (so every epoch that keeps figshare ranks first, and among the rest the least harmful)."""
+    return worst if floor is None or figshare_dice >= floor else figshare_dice - 1.0

@@ -60,3 +60,12 @@ def test_cell_scores_count_clean_tumour_free_slices_and_dice_on_tumours():
     assert worst_score(table) == 0.0
     assert slice_agreement(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
     assert cell_of(ref("brats", "t1ce", True)) == "brats/t1ce"
+
+
+def test_epochs_below_the_figshare_floor_rank_after_every_epoch_above_it():
+    from core.train.segmenter_mix import selection_score
+
+    kept, lost_little, lost_more = selection_score(0.05, 0.72, 0.71), selection_score(0.4, 0.70, 0.71), \
+        selection_score(0.5, 0.60, 0.71)
+    assert kept == 0.05 and kept > lost_little > lost_more
+    assert selection_score(0.3, 0.1, None) == 0.3

@@ -55,3 +55,24 @@ def test_shuffled_batches_visit_every_item_once_per_epoch_in_a_new_reproducible_
     assert epochs[0][0] == np.random.default_rng(3).permutation(10).tolist()
     again = IndexBatches(10, batch=4, seed=3)
     assert again[1][0].tolist() == epochs[0][0][4:8] and again[1][1] == epochs[0][1][1]
+
+
+def test_frozen_batchnorm_keeps_its_statistics_while_the_convolutions_learn():
+    import keras
+
+    from core.train.common import freeze_batchnorm
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.5)(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(x))
+    bn = model.layers[2]
+    before = [np.array(w) for w in bn.get_weights()]
+    conv_before = np.array(model.layers[1].get_weights()[0])
+    assert freeze_batchnorm(model) == 1
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(3.0, 2.0, (16, 8, 8, 1)), rng.normal(size=(16, 8, 8, 1)), epochs=2, batch_size=8, verbose=0)
+    for old, new in zip(before, bn.get_weights()):
+        np.testing.assert_array_equal(old, np.array(new))      # moving mean/variance, gamma, beta untouched
+    assert not np.allclose(conv_before, np.array(model.layers[1].get_weights()[0]))

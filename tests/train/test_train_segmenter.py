@@ -65,7 +65,8 @@ def test_extra_sources_join_training_and_selection_by_cell(tiny_figshare, tmp_pa
     tree = syn.build_tree(tmp_path / "data")
     syn.isolate(monkeypatch, tree, tmp_path / "cache", tmp_path / "empty_weights")
     out = tmp_path / "weights"
-    card = train(tiny_figshare, out, "--extra-sources", "tcga_lgg", "brats", "--samples-per-epoch", "12")
+    card = train(tiny_figshare, out, "--extra-sources", "tcga_lgg", "brats", "--samples-per-epoch", "12",
+                 "--freeze-batchnorm", "--figshare-floor", "0.5")
     cells = card["metrics"]["val"]["cells"]
     # validation: figshare's patients plus tcga fold 3 and the BraTS validation case, axial, every sequence
     assert set(cells) == {"figshare/t1ce", "tcga_lgg/t1", "tcga_lgg/t1ce", "tcga_lgg/flair",
@@ -75,6 +76,7 @@ def test_extra_sources_join_training_and_selection_by_cell(tiny_figshare, tmp_pa
     counts = card["training_counts"]
     assert counts["tcga_lgg/flair/tumour"] == 2 and counts["tcga_lgg/flair/no tumour"] == 2
     assert counts["brats/t1ce/tumour"] > 0 and "worst validation cell" in card["selected_on"]
+    assert "below 0.5 rank last" in card["selected_on"] and card["config"]["freeze_batchnorm"] is True
     assert "tcga_lgg" in card["description"] and card["data"].endswith("$BTD_DATA_DIR/tcga_lgg, $BTD_DATA_DIR/brats")
     with (out / "logs" / "resunet.csv").open() as fh:
         assert "val_worst" in next(csv.DictReader(fh))
