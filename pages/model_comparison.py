@@ -252,9 +252,9 @@ def show_outlines_elsewhere() -> None:
     st.caption("The shipped segmenter on the external benchmark's patients (TCGA-LGG fold 4, the held-out BraTS "
                "cases, axial). Each sequence is scored against the region it shows: TCGA-LGG's expert outline of "
                "the FLAIR abnormality on all three sequences; BraTS whole tumour on FLAIR, T2 and T1 and tumour core "
-               "on T1-CE. A tumour slice with no outline scores Dice 0. Outlined: share of tumour slices with any "
-               "outline. Left clean: share of tumour-free slices with none, since an outline there is what a user "
-               "would take for a lesion.")
+               "on T1-CE. A tumour slice with no outline scores Dice 0. Left clean: share of tumour-free slices with no "
+               "outline at all, since an outline there is what a user would take for a lesion. Outlined: share of "
+               "tumour slices with any outline.")
     stale = external_view.stale_models(report, shipped_versions())
     if stale:
         st.caption(f"Measured on an earlier version of {', '.join(stale)}; the shipped weights have changed since.")

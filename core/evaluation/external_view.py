@@ -252,11 +252,10 @@ def segmentation_table(report: dict[str, Any], model: str = "resunet") -> pd.Dat
     shows, how often it outlines anything there, and how often it leaves a tumour-free slice clean."""
     rows = []
     for key, c in (report.get("cells") or {}).items():
-        source, sequence = _source_sequence(key, c)
         m = c.get(model) or {}
-        rows.append({"source": source, "sequence": sequence,
-                     "scored against": TARGET_LABELS.get(c.get("target"), c.get("target") or DASH),
+        rows.append({"cell": cell_label(key),
+                     "region": TARGET_LABELS.get(c.get("target"), c.get("target") or DASH),
                      "mean Dice (95 % CI)": fmt_ci(m.get("mean_dice"), m.get("mean_dice_ci95")),
-                     "outlined (tumour)": _share_of(m.get("found"), m.get("n")),
-                     "left clean (tumour-free)": _share_of(m.get("clean"), m.get("n_tumour_free"))})
+                     "left clean (tumour-free)": _share_of(m.get("clean"), m.get("n_tumour_free")),
+                     "outlined (tumour)": _share_of(m.get("found"), m.get("n"))})
     return pd.DataFrame(rows)

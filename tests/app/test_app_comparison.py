@@ -137,10 +137,11 @@ def test_outlines_on_other_sources_equal_the_artifact():
 
     stored = json.loads((EVAL / "external_segmentation.json").read_text())
     at = page()
-    table = frame(at, "source", "scored against").set_index(["source", "sequence"])
+    table = frame(at, "cell", "region").set_index("cell")
     assert len(table) == len(stored["cells"])
     for cell in stored["cells"].values():
-        row, scores = table.loc[(SOURCE_LABELS[cell["source"]], SEQUENCE_LABELS[cell["sequence"]])], cell["resunet"]
+        label = f"{SOURCE_LABELS[cell['source']]} · {SEQUENCE_LABELS[cell['sequence']]}"
+        row, scores = table.loc[label], cell["resunet"]
         low, high = scores["mean_dice_ci95"]
         assert row["mean Dice (95 % CI)"] == f"{scores['mean_dice']:.3f} ({low:.3f}–{high:.3f})"
         assert row["outlined (tumour)"] == f"{scores['found']:.2f} of {scores['n']}"
@@ -279,4 +280,4 @@ def test_external_benchmark_missing_gives_a_neutral_note(monkeypatch, tmp_path):
     with pytest.raises(KeyError):
         at.radio(key="mc_ext_split")
     assert not any(d.value.columns[0] == "source" and "sensitivity (95 % CI)" in d.value.columns for d in at.dataframe)
-    assert not any("scored against" in d.value.columns for d in at.dataframe)   # its file is left out too
+    assert not any("region" in d.value.columns for d in at.dataframe)   # its file is left out too

@@ -106,13 +106,13 @@ def test_segmentation_table_scores_outlines_by_cell_and_counts_clean_slices(tmp_
                           "resunet": {"n": 206, "mean_dice": 0.619, "found": 0.97, "n_tumour_free": 0, "clean": None}},
         "tcga_lgg/flair": {"source": "tcga_lgg", "sequence": "flair", "target": "expert mask",
                            "resunet": {"n": 373, "mean_dice": 0.443, "found": 0.92}}}}   # written before `clean`
-    table = ev.segmentation_table(report).set_index(["source", "sequence"])
-    brats = table.loc[("BraTS 2021", "T1-CE")]
-    assert brats["scored against"] == "tumour core" and brats["mean Dice (95 % CI)"] == "0.106 (0.030–0.270)"
+    table = ev.segmentation_table(report).set_index("cell")
+    brats = table.loc["BraTS 2021 · T1-CE"]
+    assert brats["region"] == "tumour core" and brats["mean Dice (95 % CI)"] == "0.106 (0.030–0.270)"
     assert brats["outlined (tumour)"] == "1.00 of 96" and brats["left clean (tumour-free)"] == "0.05 of 128"
-    figshare = table.loc[("figshare (held-out fold)", "T1-CE")]
-    assert figshare["scored against"] == "expert outline" and figshare["left clean (tumour-free)"] == "—"
-    assert table.loc[("TCGA-LGG", "FLAIR"), "left clean (tumour-free)"] == "—"
+    figshare = table.loc["figshare (held-out fold) · T1-CE"]
+    assert figshare["region"] == "expert outline" and figshare["left clean (tumour-free)"] == "—"
+    assert table.loc["TCGA-LGG · FLAIR", "left clean (tumour-free)"] == "—"
     assert ev.segmentation_table({}).empty
     assert ev.load_segmentation(tmp_path) is None
     (tmp_path / ev.SEGMENTATION_FILE).write_text(json.dumps(report))
