@@ -18,7 +18,7 @@ import numpy as np
 
 from core.data.datasets import cached_arrays
 from core.data.sources import SliceReader, SliceRef, load_sources, require_data_dir
-from core.imaging.preprocess import pad_to_square, resize, to_unit_range
+from core.imaging.preprocess import pad_to_square, resize, segmenter_input
 
 #: The BraTS region each sequence is scored and trained against (what the sequence shows).
 REGION_BY_SEQUENCE: dict[str, str] = {"flair": "WT", "t2": "WT", "t1": "WT", "t1ce": "TC"}
@@ -54,9 +54,8 @@ def region_of(ref: SliceRef) -> str:
 
 def frame_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A slice and its mask as the segmenter sees them (:func:`core.slices.segment.to_model_input`)."""
-    unit = np.clip(resize(pad_to_square(to_unit_range(image)), size), 0.0, 1.0)
     framed = resize(pad_to_square(mask.astype(np.uint8)), size, is_mask=True) > 0
-    return np.round(unit * 255.0).astype(np.uint8), framed
+    return np.round(segmenter_input(image, size) * 255.0).astype(np.uint8), framed
 
 
 def masked_refs(sources: tuple[str, ...] | list[str], split: str, data_dir: Path | None = None,
@@ -79,7 +78,8 @@ def load_whole_slices(refs: list[SliceRef], size: int, data_dir: Path | None = N
         return {"x": x, "y": y}
 
     digest = hashlib.sha1("\n".join(f"{r.ref}|{r.mask}|{region_of(r)}" for r in refs).encode()).hexdigest()
-    sources = sorted({r.source for r in refs})
-    stamps = [p for p in (root / "tcga_lgg" / "index.csv",) if "tcga_lgg" in sources and p.is_file()]
+    stamps = [root / "tcga_lgg" / "index.csv"] if any(r.source == "tcga_lgg" for r in refs) else []
+    for case in sorted({r.patient for r in refs if r.source == "brats"}):
+        stamps += sorted((root / "brats" / case).glob("*.nii*"))
     arrays = cached_arrays("whole", stamps, f"size={size};refs={digest};v1", build)
     return WholeSlices(list(refs), arrays["x"], arrays["y"])

@@ -195,5 +195,6 @@ def classifier_input_uint8(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def segmenter_input(image: np.ndarray, size: int) -> np.ndarray:
-    """Whole slice (no crop: the mask must align with the upload) resized to ``size``, in [0, 1]."""
-    return np.clip(resize(to_unit_range(image), size), 0.0, 1.0).astype(np.float32)
+    """Whole slice (no crop: the mask must align with the upload) in [0, 1], padded to a square and
+    resized to ``size``."""
+    return np.clip(resize(pad_to_square(to_unit_range(image)), size), 0.0, 1.0).astype(np.float32)

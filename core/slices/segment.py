@@ -12,7 +12,7 @@ import numpy as np
 
 from core.imaging.morphology import (fill_holes, foreground_box, keep_largest_component, keep_most_confident_component,
                              remove_small_components)
-from core.imaging.preprocess import pad_to_square, resize, to_unit_range
+from core.imaging.preprocess import segmenter_input
 from core.serving.registry import LoadedModel
 
 
@@ -69,9 +69,7 @@ def square_geometry(shape: tuple[int, int]) -> SquareGeometry:
 
 def to_model_input(image: np.ndarray, size: int) -> tuple[np.ndarray, SquareGeometry]:
     """Slice → ``(size, size)`` float32 in [0, 1] (square-padded) and the geometry to undo it."""
-    unit = to_unit_range(image)
-    geometry = square_geometry(unit.shape)
-    return np.clip(resize(pad_to_square(unit), size), 0.0, 1.0).astype(np.float32), geometry
+    return segmenter_input(image, size), square_geometry(image.shape)
 
 
 def to_original_grid(prob: np.ndarray, geometry: SquareGeometry) -> np.ndarray:

@@ -184,7 +184,7 @@ def freeze_batchnorm(model: keras.Model) -> int:
     """Keep every batch-normalisation layer's moving statistics and scale as they are (Keras 3: a
     non-trainable BatchNormalization runs in inference mode), so fine-tuning on other data moves the
     convolutions only. Returns the number of layers frozen."""
-    layers = list(batchnorm_layers(model))
+    layers = batchnorm_layers(model)
     for layer in layers:
         layer.trainable = False
     return len(layers)

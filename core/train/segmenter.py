@@ -185,7 +185,6 @@ def main(argv: list[str] | None = None) -> None:
                           samples=(args.samples_per_epoch or 2 * len(train)) if extra else None,
                           workers=args.workers, use_multiprocessing=False, max_queue_size=8)
     x_val = (images[val].astype(np.float32) / 255.0)[..., None]
-    y_val = masks[val][..., None].astype(np.float32)
     val_cells = [FIGSHARE_CELL] * len(val) + ([cell_of(r) for r in extra["val"].refs] if extra else [])
     val_truth = np.concatenate([masks[val], extra["val"].y]) if extra else masks[val]
     x_all_val = np.concatenate([x_val, (extra["val"].x.astype(np.float32) / 255.0)[..., None]]) if extra else x_val
@@ -212,15 +211,15 @@ def main(argv: list[str] | None = None) -> None:
         def on_epoch_end(self, epoch, logs=None):
             full.set_weights(self.model.get_weights())
             hard = full.predict(x_all_val, batch_size=16, verbose=0)[..., 0] > 0.5
-            logs["val_dice"] = float(np.mean([dice(h, t[..., 0] > 0.5) for h, t in zip(hard, y_val)]))
+            logs["val_dice"] = float(np.mean([dice(h, t) for h, t in zip(hard[:len(val)], masks[val])]))
             print(f"  val_dice {logs['val_dice']:.4f}", flush=True)
             if extra:
-                self.table = cell_scores(hard, val_truth, val_cells)
-                logs["val_worst"] = worst_score(self.table)
+                table = cell_scores(hard, val_truth, val_cells)
+                logs["val_worst"] = worst_score(table)
                 logs["val_selection"] = selection_score(logs["val_worst"], logs["val_dice"], args.figshare_floor)
                 print(f"  val_worst {logs['val_worst']:.4f} | " + "  ".join(
                     f"{k} {v['score']:.3f} (dice {v['tumour_dice']:.3f}, clean {v['clean']:.2f})"
-                    for k, v in self.table.items()), flush=True)
+                    for k, v in table.items()), flush=True)
 
     log_path = args.out / "logs" / f"{name}.csv"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,9 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         prior_log = Path(shutil.copy(prior_log, log_path.with_suffix(".prior.csv")))
     best = BestWeights("val_selection" if extra else "val_dice", mode="max")
     budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes)
-    validation = FullSizeValidation()
     history = model.fit(batches, epochs=args.epochs, verbose=2,
-                        callbacks=[validation, budget, keras.callbacks.CSVLogger(str(log_path)), best])
+                        callbacks=[FullSizeValidation(), budget, keras.callbacks.CSVLogger(str(log_path)), best])
 
     if prior_log is not None and prior_log.is_file():
         concatenate_logs(prior_log, log_path, log_path)

@@ -61,3 +61,15 @@ def test_segmenter_geometry_round_trip_preserves_position():
     assert back.shape == mask.shape
     overlap = ((back > 0.5) & (mask > 0.5)).sum() / mask.sum()
     assert overlap > 0.85
+
+
+def test_segmenter_input_pads_the_whole_slice_to_a_square_before_resizing():
+    from core.imaging.preprocess import segmenter_input
+
+    image = np.full((30, 50), 200, dtype=np.uint8)
+    out = segmenter_input(image, 100)
+    assert out.shape == (100, 100) and out.dtype == np.float32
+    # 10 padded rows above and below (of 50) become 20 black rows each at 100 px (cubic: a 2-row edge); the
+    # slice keeps 200/255
+    assert np.all(out[:19] == 0) and np.all(out[81:] == 0)
+    np.testing.assert_allclose(out[22:77], 200 / 255, atol=1e-6)
