@@ -72,4 +72,4 @@ def test_segmenter_input_pads_the_whole_slice_to_a_square_before_resizing():
     # 10 padded rows above and below (of 50) become 20 black rows each at 100 px (cubic: a 2-row edge); the
     # slice keeps 200/255
     assert np.all(out[:19] == 0) and np.all(out[81:] == 0)
-    np.testing.assert_allclose(out[22:77, 3:97], 200 / 255, atol=1e-6)
+    np.testing.assert_allclose(out[23:77, 3:97], 200 / 255, atol=1e-6)
