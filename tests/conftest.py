@@ -17,6 +17,10 @@ os.environ.setdefault("BTD_PRELOAD", "0")
 
 from core import config  # noqa: E402
 
+#: The public datasets folder as configured when the session starts: looked up once here, before any
+#: test module points ``config.data_dir`` at a synthetic tree for its own tests.
+REAL_DATA_DIR = config.data_dir()
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark ``realdata`` every test that depends on the ``data_root`` fixture."""
@@ -28,10 +32,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The public datasets folder, or skip: set BTD_DATA_DIR (defaults to ../shared/data)."""
-    root = config.data_dir()
-    if root is None:
+    if REAL_DATA_DIR is None:
         pytest.skip("real data not available: set BTD_DATA_DIR to the public datasets folder")
-    return root
+    return REAL_DATA_DIR
 
 
 @pytest.fixture(scope="session")
