@@ -4,6 +4,7 @@
     python scripts/gpu_data.py unpack .carry --to DATA    # there, before `scripts/gpu_train.sh` (cache: DATA/../cache)
     python scripts/gpu_data.py pack-brats --out .carry3d  # the BraTS training/validation cases
     python scripts/gpu_data.py unpack-brats .carry3d --to DATA
+    python scripts/gpu_data.py pack-catalogue --out .carry_cat  # multi-source slices; there: BTD_CATALOGUE
 
 ``pack`` stores the preprocessed arrays the training CLIs load (``core.data.datasets``), encoded as
 WebP: the 4-class Training split at 128 px lossy (quality 90, 16 MB; training input only), the
@@ -28,19 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import config  # noqa: E402
 from core.data.datasets import list_classification, list_segmentation, load_classification, load_segmentation, seed_cache  # noqa: E402
+from core.data.packed import LOSSLESS, decode_webp, encode_webp, pack_slices  # noqa: E402
 
 CLS_SIZE, SEG_SIZE = 128, 256
-LOSSLESS = 101  # OpenCV's WebP quality above 100 means lossless
-
-
-def _encode(images: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
-    chunks = [cv2.imencode(".webp", im, [cv2.IMWRITE_WEBP_QUALITY, quality])[1].ravel() for im in images]
-    offsets = np.cumsum([0] + [len(c) for c in chunks])
-    return np.concatenate(chunks), offsets
-
-
-def _decode(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    return np.stack([cv2.imdecode(blob[a:b], cv2.IMREAD_GRAYSCALE) for a, b in zip(offsets[:-1], offsets[1:])])
+#: What the multi-source trainers read (core.data.sources), packed by `pack-catalogue`.
+CATALOGUE_SOURCES = ("fourclass", "tcga_lgg", "brats")
 
 
 def pack(data: Path, out: Path) -> None:
@@ -50,18 +43,31 @@ def pack(data: Path, out: Path) -> None:
         root = data / "brain_mri_4class" / split
         x, labels, paths = load_classification(root, CLS_SIZE)
         arrays[f"{split}_names"] = np.array([p.relative_to(root).as_posix() for p in paths])
-        arrays[f"{split}_blob"], arrays[f"{split}_offsets"] = _encode(x, quality)
+        arrays[f"{split}_blob"], arrays[f"{split}_offsets"] = encode_webp(x, quality)
         if quality == LOSSLESS:
-            assert np.array_equal(_decode(arrays[f"{split}_blob"], arrays[f"{split}_offsets"]), x)
+            assert np.array_equal(decode_webp(arrays[f"{split}_blob"], arrays[f"{split}_offsets"]), x)
     np.savez_compressed(out / "cls.npz", **arrays)
     root = data / "figshare_3064"
     listing = list_segmentation(root)
     x, y = load_segmentation(listing, SEG_SIZE)
-    blob, offsets = _encode(x, 90)
+    blob, offsets = encode_webp(x, 90)
     np.savez_compressed(out / "seg.npz", index=np.frombuffer((root / "index.csv").read_bytes(), np.uint8),
              blob=blob, offsets=offsets, masks=np.packbits(y), shape=np.array(y.shape))
     for f in sorted(out.glob("*.npz")):
         print(f"{f.name}: {f.stat().st_size / 1e6:.1f} MB")
+
+
+def pack_catalogue(data: Path, out: Path, size: int = CLS_SIZE, quality: int = 90,
+                   sources: tuple[str, ...] = CATALOGUE_SOURCES) -> Path:
+    """The training and validation slices of the multi-source catalogue in one file (``core.data.packed``);
+    there, ``BTD_CATALOGUE=OUT/catalogue.npz`` makes ``core.data.sources.load_sources`` read it."""
+    from core.data.sources import load_sources
+
+    slices = load_sources(sources, size, data)
+    slices = slices.take(np.isin(slices.column("split"), ["train", "val"]))
+    path = out / "catalogue.npz"
+    print(f"catalogue: {len(slices)} slices, {pack_slices(slices, path, quality) / 1e6:.1f} MB", flush=True)
+    return path
 
 
 def pack_brats(data: Path, out: Path) -> None:
@@ -123,7 +129,7 @@ def unpack(carry: Path, to: Path, every: int = 1) -> None:
             root = to / "brain_mri_4class" / split
             names = [str(n) for n in cls[f"{split}_names"]][::every]
             _placeholders(root, names)
-            x = _decode(cls[f"{split}_blob"], cls[f"{split}_offsets"])[::every]
+            x = decode_webp(cls[f"{split}_blob"], cls[f"{split}_offsets"])[::every]
             listing = list_classification(root)
             order = {n: i for i, n in enumerate(names)}
             x = x[[order[p.relative_to(root).as_posix()] for p in listing.paths]]
@@ -147,7 +153,7 @@ def unpack(carry: Path, to: Path, every: int = 1) -> None:
         shape = tuple(int(v) for v in seg["shape"])
         masks = np.unpackbits(seg["masks"])[:int(np.prod(shape))].reshape(shape).astype(bool)
         seed_cache("seg", listing.images, SEG_SIZE,
-                     {"x": _decode(seg["blob"], seg["offsets"])[keep], "y": masks[keep]})
+                     {"x": decode_webp(seg["blob"], seg["offsets"])[keep], "y": masks[keep]})
         print(f"figshare: {len(keep)} slices", flush=True)
 
 
@@ -162,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--every", type=int, default=1, help="keep every n-th image (a quick check)")
     c = sub.add_parser("pack-brats")
     c.add_argument("--out", type=Path, default=Path(".carry3d"))
+    e = sub.add_parser("pack-catalogue", help="the multi-source catalogue's training and validation slices")
+    e.add_argument("--out", type=Path, default=Path(".carry_cat"))
+    e.add_argument("--quality", type=int, default=90, help="WebP quality of the crops (101: lossless)")
     d = sub.add_parser("unpack-brats")
     d.add_argument("carry", type=Path)
     d.add_argument("--to", type=Path, required=True)
@@ -171,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("no data: set BTD_DATA_DIR")
     if args.cmd == "pack":
         pack(data, args.out)
+    elif args.cmd == "pack-catalogue":
+        pack_catalogue(data, args.out, quality=args.quality)
     elif args.cmd == "pack-brats":
         pack_brats(data, args.out)
     elif args.cmd == "unpack-brats":

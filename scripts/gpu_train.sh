@@ -7,7 +7,7 @@
 # the 3D job, `unpack-brats .carry3d --to RUNS/data`). The queue runs detached (setsid) so it
 # outlives the calling command; a second call adds a second queue beside the first. Each job writes
 # RUNS/logs/<job>.log and RUNS/done/<job> (its exit status), and its model under
-# RUNS/{shipped,comparison,segmenters,brats}. MINUTES (default 6.5) is each training's budget
+# RUNS/{multisource,shipped,comparison,segmenters,brats}. MINUTES (default 6.5) is each training's budget
 # (CosineWithinBudget anneals the learning rate within it); BACKBONE_MINUTES (default MINUTES) is
 # the budget of the four original backbones, so their stacking ensemble can follow within the lease;
 # SEG_EPOCHS (default 150) caps the segmenters' epochs. Each comparison backbone (and the stacking
@@ -43,6 +43,13 @@ declare -A JOB
 for m in resnet_compact mobilenet_compact densenet_compact efficientnet_compact; do
   JOB[$m]="$CLS --model $m --epochs 60 --max-minutes $MIN --out $RUNS/shipped"
 done
+# Issue 20 (issue 19's first run): each ensemble member continued on every source, balanced over
+# source x class and selected on the worst validation cell, reading the packed catalogue
+# (`python scripts/gpu_data.py pack-catalogue --out .carry_cat`; CATALOGUE names another file).
+for m in resnet_compact mobilenet_compact densenet_compact efficientnet_compact; do
+  JOB[ms_$m]="BTD_CATALOGUE=${CATALOGUE:-.carry_cat/catalogue.npz} $CLS --model $m --sources fourclass tcga_lgg brats \
+    --init-from weights/$m.keras --epochs 60 --lr 5e-4 --max-minutes $MIN --out $RUNS/multisource"
+done
 # Issues 2 and 4: the three segmenters on the same patient-wise split, whole 256 px slices.
 for m in resunet unet attention_unet; do JOB[$m]="$SEG --model $m --out $RUNS/segmenters"; done
 # Issue 4: the original backbones from scratch, each followed by its evaluation artifacts. VGG19
@@ -62,7 +69,7 @@ JOB[stacking_backbones]="while [ \$(ls $RUNS/done | grep -cE '^($(echo $BACKBONE
 # Issue 3: the original 3D U-Net on 96³ crops, on the split of the shipped 2D model.
 JOB[unet3d_brats]="$PY -m core.train.brats --model unet3d --split-like unet2d_brats --crop 96 --base 16 --depth 4 \
   --batch 2 --epochs 60 --samples-per-epoch 800 --workers 4 --max-minutes $MIN --out $RUNS/brats"
-ORDER="resnet_compact resunet xception inceptionv3 resnet50 vgg19 unet attention_unet densenet_compact \
+ORDER="ms_resnet_compact ms_densenet_compact ms_efficientnet_compact ms_mobilenet_compact resnet_compact resunet xception inceptionv3 resnet50 vgg19 unet attention_unet densenet_compact \
   mobilenet_compact efficientnet_compact densenet121 efficientnetb0 stacking_backbones"
 
 queue=$(mktemp "$RUNS/queue.XXXX.txt")

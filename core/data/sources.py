@@ -31,7 +31,6 @@ masks cropped alike (bit-packed), cached under :data:`core.config.CACHE_DIR`.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -39,6 +38,7 @@ import numpy as np
 
 from core import config
 from core.data.datasets import DatasetError, list_classification, list_segmentation, read_grey, stratified_split
+from core.data.slice_refs import SliceRef, SliceSet  # noqa: F401 (the catalogue's types, used from here too)
 
 #: Sources in the catalogue, in display order.
 SOURCES: tuple[str, ...] = ("fourclass", "tcga_lgg", "brats", "figshare")
@@ -68,75 +68,6 @@ BRATS_MASK = "brats:wt"
 EMPTY_MASK = "empty"
 FOURCLASS_VAL_FRACTION = 0.15
 FOURCLASS_SEED = 42
-
-
-@dataclass(frozen=True)
-class SliceRef:
-    """One catalogued slice: where it comes from and what is known about it."""
-
-    source: str
-    split: str
-    label: str
-    patient: str
-    sequence: str
-    plane: str
-    ref: str          # file path relative to the data folder, or "<case>/<sequence>/<plane>/<index>"
-    mask: str = ""    # the tumour mask: a file path, BRATS_MASK, EMPTY_MASK (known tumour-free), "" unknown
-
-    @property
-    def tumour(self) -> bool:
-        return self.label != config.NO_TUMOUR_CLASS
-
-    @property
-    def has_mask(self) -> bool:
-        return bool(self.mask)
-
-
-@dataclass
-class SliceSet:
-    """Catalogued slices with their cropped classifier inputs ``x`` (N, S, S) uint8 and their tumour
-    masks cropped alike, bit-packed ``y`` (N, S*S/8) (all zero where the mask is unknown: see
-    :attr:`SliceRef.has_mask`)."""
-
-    refs: list[SliceRef]
-    x: np.ndarray
-    y: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.refs)
-
-    def masks(self, idx: np.ndarray | list[int] | None = None) -> np.ndarray:
-        """Boolean masks ``(n, S, S)`` of the slices ``idx`` (all when None)."""
-        side = self.x.shape[1]
-        packed = self.y if idx is None else self.y[np.asarray(idx)]
-        return np.unpackbits(packed, axis=1, count=side * side).reshape(-1, side, side).astype(bool)
-
-    def column(self, name: str) -> np.ndarray:
-        return np.asarray([getattr(r, name) for r in self.refs])
-
-    def labels(self) -> np.ndarray:
-        """Class indices into :data:`core.config.CLASS_NAMES`."""
-        return np.asarray([config.CLASS_NAMES.index(r.label) for r in self.refs], dtype=np.int64)
-
-    def take(self, mask: np.ndarray | Iterable[int]) -> "SliceSet":
-        idx = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(list(mask), dtype=np.int64)
-        return SliceSet([self.refs[i] for i in idx], self.x[idx], None if self.y is None else self.y[idx])
-
-    def where(self, **conditions: str | Iterable[str]) -> "SliceSet":
-        """The slices whose fields match: ``where(source="brats", split=("val", "test"))``."""
-        keep = np.ones(len(self), dtype=bool)
-        for name, wanted in conditions.items():
-            options = {wanted} if isinstance(wanted, str) else set(wanted)
-            keep &= np.isin(self.column(name), list(options))
-        return self.take(keep)
-
-    @staticmethod
-    def concat(parts: list["SliceSet"]) -> "SliceSet":
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            raise DatasetError("no slices in any source")
-        ys = None if any(p.y is None for p in parts) else np.concatenate([p.y for p in parts])
-        return SliceSet([r for p in parts for r in p.refs], np.concatenate([p.x for p in parts]), ys)
 
 
 def require_data_dir(data_dir: Path | None = None) -> Path:
@@ -482,16 +413,23 @@ def load_sources(sources: Iterable[str], size: int, data_dir: Path | None = None
     """Every catalogued slice of ``sources`` (all splits) with its cropped input at ``size``.
 
     ``test_fold`` (figshare) defaults to the shipped segmenter's; ``brats_cases`` (``{case: split}``)
-    to the shipped BraTS model's split (:func:`brats_split`).
+    to the shipped BraTS model's split (:func:`brats_split`). With ``BTD_CATALOGUE`` set, the slices
+    come from that packed catalogue instead (:mod:`core.data.packed`: the training and validation
+    slices as packed, on a machine without the data folder).
     """
     from core.data.heldout import shipped_test_fold
+    from core.data.packed import load_packed, packed_file
 
+    sources = list(sources)
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise DatasetError(f"unknown source {unknown[0]!r}; known: {', '.join(SOURCES)}")
+    if packed_file() is not None:
+        return load_packed(packed_file(), sources, size)
     root = require_data_dir(data_dir)
     fold = shipped_test_fold() if test_fold is None else test_fold
     parts = []
     for source in sources:
-        if source not in SOURCES:
-            raise DatasetError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
         if progress:
             progress(source)
         if source == "brats":

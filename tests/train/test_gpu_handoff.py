@@ -131,22 +131,31 @@ def test_promote_refuses_a_file_that_does_not_match_its_card(tmp_path: Path):
 
 
 def test_gpu_queue_runs_each_job_once_and_marks_it_done(tmp_path: Path):
-    """scripts/gpu_train.sh with a stand-in interpreter (echo): every named job runs with the
+    """scripts/gpu_train.sh with a stand-in interpreter (an echo): every named job runs with the
     shared recipe and leaves its log and exit status; an unknown job name is refused."""
     import subprocess
     import time
 
-    env = {"PATH": "/usr/bin:/bin", "PYTHON": "echo"}
+    stand_in = tmp_path / "python"   # says which packed catalogue the job would read, then its arguments
+    stand_in.write_text('#!/bin/sh\necho "catalogue=${BTD_CATALOGUE:-none} $*"\n')
+    stand_in.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(stand_in)}
     script = ROOT / "scripts" / "gpu_train.sh"
     runs = tmp_path / "runs"
-    out = subprocess.run(["bash", str(script), str(runs), "2", "2", "resnet_compact", "unet", "vgg19"],
+    jobs = ["ms_densenet_compact", "resnet_compact", "unet", "vgg19"]
+    out = subprocess.run(["bash", str(script), str(runs), "2", "2", *jobs],
                          env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and "queued 3 jobs" in out.stdout
+    assert out.returncode == 0 and "queued 4 jobs" in out.stdout
     deadline = time.monotonic() + 30
-    while len(list((runs / "done").glob("*"))) < 3 and time.monotonic() < deadline:
+    while len(list((runs / "done").glob("*"))) < 4 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert sorted(p.name for p in (runs / "done").iterdir()) == ["resnet_compact", "unet", "vgg19"]
-    assert all((runs / "done" / n).read_text().strip() == "0" for n in ("resnet_compact", "unet", "vgg19"))
+    assert sorted(p.name for p in (runs / "done").iterdir()) == jobs
+    assert all((runs / "done" / n).read_text().strip() == "0" for n in jobs)
+    multisource = (runs / "logs" / "ms_densenet_compact.log").read_text()
+    assert "-m core.train.classifier" in multisource and "--sources fourclass tcga_lgg brats" in multisource
+    assert "--init-from weights/densenet_compact.keras" in multisource and f"--out {runs}/multisource" in multisource
+    assert "catalogue=.carry_cat/catalogue.npz" in multisource
+    assert "catalogue=none" in (runs / "logs" / "unet.log").read_text()
     unet = (runs / "logs" / "unet.log").read_text()
     assert "-m core.train.segmenter" in unet and "--model unet" in unet and "--crop 0" in unet
     assert f"--out {runs}/segmenters" in unet and "--max-minutes 2" in unet
