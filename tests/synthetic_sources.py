@@ -23,7 +23,9 @@ BraTS geometry (the same along every axis, so every plane agrees):
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -168,6 +170,20 @@ def isolate(monkeypatch, root: Path, cache: Path, weights: Path) -> None:
     monkeypatch.setattr(config, "data_dir", lambda: root)
     monkeypatch.setattr(sources, "brats_split", lambda weights_dir=None: brats_split_of())
     monkeypatch.setattr(heldout, "shipped_test_fold", lambda weights_dir=None: 1)
+
+
+@contextmanager
+def isolated_tree(tmp_path_factory) -> Iterator[tuple[Path, "pytest.MonkeyPatch"]]:
+    """For a module-scoped fixture: the synthetic tree built in a fresh folder and made the catalogue's
+    only data (:func:`isolate`, private cache and weights) until the module ends; yields the tree and
+    the monkeypatch, for anything more the module sets."""
+    import pytest
+
+    root = build_tree(tmp_path_factory.mktemp("data"))
+    base = tmp_path_factory.mktemp("env")
+    with pytest.MonkeyPatch.context() as mp:
+        isolate(mp, root, base / "cache", base / "weights")
+        yield root, mp
 
 
 def read_image(path: Path) -> np.ndarray:

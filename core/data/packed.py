@@ -39,9 +39,10 @@ def encode_webp(images: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarra
     return np.concatenate(chunks) if chunks else np.zeros(0, np.uint8), np.cumsum([0] + [len(c) for c in chunks])
 
 
-def decode_webp(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """The images of :func:`encode_webp`, stacked."""
-    return np.stack([cv2.imdecode(blob[a:b], cv2.IMREAD_GRAYSCALE) for a, b in zip(offsets[:-1], offsets[1:])])
+def decode_webp(blob: np.ndarray, offsets: np.ndarray, take: np.ndarray | None = None) -> np.ndarray:
+    """The images of :func:`encode_webp` (those at indices ``take`` only, when given), stacked."""
+    idx = range(len(offsets) - 1) if take is None else take
+    return np.stack([cv2.imdecode(blob[offsets[i]:offsets[i + 1]], cv2.IMREAD_GRAYSCALE) for i in idx])
 
 
 def pack_slices(slices: SliceSet, path: Path, quality: int = 90) -> int:
@@ -71,8 +72,6 @@ def load_packed(path: Path, sources: Iterable[str], size: int) -> SliceSet:
         if not keep.any():
             raise DatasetError(f"{path} holds none of {', '.join(sorted(wanted))}")
         idx = np.flatnonzero(keep)
-        offsets = data["offsets"]
-        blob = data["blob"]
-        x = np.stack([cv2.imdecode(blob[offsets[i]:offsets[i + 1]], cv2.IMREAD_GRAYSCALE) for i in idx])
+        x = decode_webp(data["blob"], data["offsets"], idx)
         y = data["y"][idx] if data["y"].size else None
     return SliceSet([refs[i] for i in idx], x, y)

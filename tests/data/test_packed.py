@@ -14,10 +14,7 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):
-    tree = syn.build_tree(tmp_path_factory.mktemp("data"))
-    base = tmp_path_factory.mktemp("env")
-    with pytest.MonkeyPatch.context() as mp:
-        syn.isolate(mp, tree, base / "cache", base / "weights")
+    with syn.isolated_tree(tmp_path_factory) as (tree, mp):
         mp.delenv(packed.ENV, raising=False)
         yield sources.load_sources(["fourclass", "tcga_lgg", "brats"], SIZE, data_dir=tree)
 

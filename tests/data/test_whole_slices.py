@@ -15,10 +15,7 @@ SIZE = 80  # twice the synthetic BraTS side: nearest-neighbour masks scale exact
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    root = syn.build_tree(tmp_path_factory.mktemp("data"))
-    base = tmp_path_factory.mktemp("env")
-    with pytest.MonkeyPatch.context() as mp:
-        syn.isolate(mp, root, base / "cache", base / "weights")
+    with syn.isolated_tree(tmp_path_factory) as (root, _):
         yield root
 
 
