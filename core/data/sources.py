@@ -424,8 +424,9 @@ def load_sources(sources: Iterable[str], size: int, data_dir: Path | None = None
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
         raise DatasetError(f"unknown source {unknown[0]!r}; known: {', '.join(SOURCES)}")
-    if packed_file() is not None:
-        return load_packed(packed_file(), sources, size)
+    packed = packed_file()
+    if packed is not None:
+        return load_packed(packed, sources, size)
     root = require_data_dir(data_dir)
     fold = shipped_test_fold() if test_fold is None else test_fold
     parts = []

@@ -43,9 +43,6 @@ class WholeSlices:
         idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=np.int64)
         return WholeSlices([self.refs[i] for i in idx], self.x[idx], self.y[idx])
 
-    def column(self, name: str) -> np.ndarray:
-        return np.asarray([getattr(r, name) for r in self.refs])
-
 
 def region_of(ref: SliceRef) -> str:
     """The BraTS region a slice's mask shows (tcga_lgg masks are one region whatever the name)."""

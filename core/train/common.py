@@ -58,6 +58,11 @@ class ShuffledBatches(keras.utils.PyDataset):
         self.order = self.next_order()
 
 
+def draw_by_weights(weights: np.ndarray, samples: int, key: tuple[int, ...]) -> np.ndarray:
+    """``samples`` item indices drawn with replacement by ``weights``, from a generator seeded by ``key``."""
+    return np.random.default_rng(key).choice(len(weights), size=samples, p=weights)
+
+
 class BestWeights(keras.callbacks.Callback):
     """Keep the weights of the best epoch in memory (by ``monitor``) and restore them at the end."""
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from core import config
 from core.train.augment import AcquisitionConfig, augment_acquisition
-from core.train.common import ShuffledBatches
+from core.train.common import ShuffledBatches, draw_by_weights
 from core.slices.classify import normalise_batch
 from core.evaluation.external import cell_table
 from core.data.sources import SliceSet
@@ -95,7 +95,7 @@ class WeightedDraws(ShuffledBatches):
         return (self.seed, self.epoch, 7)
 
     def _draw(self) -> np.ndarray:
-        return np.random.default_rng(self.draw_key()).choice(len(self.weights), size=self.samples, p=self.weights)
+        return draw_by_weights(self.weights, self.samples, self.draw_key())
 
     def first_order(self) -> np.ndarray:
         return self._draw()

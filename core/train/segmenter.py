@@ -40,8 +40,8 @@ from core.models.segmenters import SEGMENTER_BUILDERS, build_segmenter
 from core.serving.registry import record_model
 from core.slices.segment import KEEP_RULES, PostProcessing, postprocess, rules_for_card
 from core.train.common import (BestWeights, CosineWithinBudget, ShuffledBatches, relative_to_repo, run_facts,
-                               concatenate_logs, freeze_batchnorm, save_inference_model, set_batchnorm_momentum,
-                               set_seed, training_command, warm_start)
+                               concatenate_logs, draw_by_weights, freeze_batchnorm, save_inference_model,
+                               set_batchnorm_momentum, set_seed, training_command, warm_start)
 
 #: Arguments that define the patient-wise split; a continued run must keep them.
 SPLIT_KEYS = ("test_fold", "val_patients", "seed")
@@ -62,14 +62,13 @@ class CropBatches(ShuffledBatches):
         super().__init__(len(images), batch, seed, **kwargs)
         self.images, self.masks, self.crop, self.p_tumour = images, masks, crop, p_tumour
 
-    def _draw(self, key: tuple[int, ...]) -> np.ndarray:
-        return np.random.default_rng(key).choice(self.n, size=self.samples, p=self.weights)
-
     def first_order(self) -> np.ndarray:
-        return super().first_order() if self.weights is None else self._draw((self.seed, 0, 7))
+        return super().first_order() if self.weights is None else draw_by_weights(self.weights, self.samples,
+                                                                                   (self.seed, 0, 7))
 
     def next_order(self) -> np.ndarray:
-        return super().next_order() if self.weights is None else self._draw((self.seed, self.epoch, 7))
+        return super().next_order() if self.weights is None else draw_by_weights(self.weights, self.samples,
+                                                                                  (self.seed, self.epoch, 7))
 
     def __len__(self) -> int:
         return int(np.ceil(self.samples / self.batch))
