@@ -117,8 +117,11 @@ def resize(image: np.ndarray, size: int, is_mask: bool = False) -> np.ndarray:
 
 #: Intensity normalisations a classifier's card can name (``input.normalisation``): ``unit`` keeps
 #: the cropped slice's [0, 1] scale; ``head`` maps the 1st-99th percentiles *inside the head* to
-#: [0, 1], so scanners, sequences and file formats that window a slice differently look alike.
-NORMALISATIONS: tuple[str, ...] = ("unit", "head")
+#: [0, 1], so scanners, sequences and file formats that window a slice differently look alike;
+#: ``rank`` replaces each intensity by its quantile among the head's pixels, so any increasing
+#: contrast curve (window/level, gamma, a per-case scaling) gives the same input and only the order
+#: of the tissues' brightness remains (what tells one sequence from another).
+NORMALISATIONS: tuple[str, ...] = ("unit", "head", "rank")
 
 
 def head_mask(unit: np.ndarray, rel_threshold: float = 0.12) -> np.ndarray:
@@ -146,12 +149,31 @@ def normalise_in_head(unit: np.ndarray, low_pct: float = 1.0, high_pct: float = 
     return np.clip((data - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
+def rank_in_head(unit: np.ndarray) -> np.ndarray:
+    """Each pixel's rank among the head's pixels, in [0, 1]: the share of head pixels darker than it
+    (the darkest head pixel and the background go to 0, the brightest to 1).
+
+    Blind to any strictly increasing intensity mapping, up to where the head mask's edge falls. Uses
+    the whole frame when the head covers under 5 % of it (as :func:`normalise_in_head`).
+    """
+    data = unit.astype(np.float32)
+    mask = head_mask(data)
+    reference = np.sort(data[mask] if mask.mean() >= 0.05 else data.ravel())
+    if reference[-1] - reference[0] < 1e-6:     # a flat frame: nothing to order
+        return np.zeros(data.shape, np.float32)
+    darker = np.searchsorted(reference, data, side="left")
+    below_brightest = np.searchsorted(reference, reference[-1], side="left")
+    return np.minimum(darker / below_brightest, 1.0).astype(np.float32)
+
+
 def normalise(unit: np.ndarray, how: str) -> np.ndarray:
     """Apply one of :data:`NORMALISATIONS` to a cropped [0, 1] classifier input."""
     if how == "unit":
         return unit.astype(np.float32)
     if how == "head":
         return normalise_in_head(unit)
+    if how == "rank":
+        return rank_in_head(unit)
     raise ValueError(f"unknown normalisation {how!r}; known: {NORMALISATIONS}")
 
 

@@ -65,18 +65,18 @@ class Batches(WeightedDraws):
     11 371 weighted slices, half the training slices were never seen.)
     """
 
-    def __init__(self, slices: SliceSet, batch: int, samples: int, seed: int, **kwargs):
-        self.slices, self.y = slices, targets(slices)
+    def __init__(self, slices: SliceSet, batch: int, samples: int, seed: int, normalisation: str = "head", **kwargs):
+        self.slices, self.y, self.normalisation = slices, targets(slices), normalisation
         super().__init__(sampling_weights(slices), batch, samples, seed, **kwargs)
 
     def make_batch(self, take: np.ndarray, rng: np.random.Generator):
         x = np.stack([augment_acquisition(self.slices.x[i], rng, AUGMENT) for i in take])
-        return normalise_batch(x, "head")[..., None], self.y[take]
+        return normalise_batch(x, self.normalisation)[..., None], self.y[take]
 
 
-def predict(model: keras.Model, slices: SliceSet, tta: str = "none") -> np.ndarray:
+def predict(model: keras.Model, slices: SliceSet, tta: str = "none", normalisation: str = "head") -> np.ndarray:
     """The model's concatenated output for catalogued slices, with test-time augmentation ``tta``."""
-    return predict_tta(model, normalise_batch(slices.x.astype(np.float32) / 255.0, "head"), tta)
+    return predict_tta(model, normalise_batch(slices.x.astype(np.float32) / 255.0, normalisation), tta)
 
 
 def accuracies(probs: np.ndarray, slices: SliceSet) -> dict[str, float]:
@@ -86,10 +86,11 @@ def accuracies(probs: np.ndarray, slices: SliceSet) -> dict[str, float]:
             "plane": float(np.mean(probs[:, n:].argmax(1) == y[:, n:].argmax(1)))}
 
 
-def report(model: keras.Model, slices: SliceSet, tta: str = "none") -> dict[str, dict[str, float]]:
+def report(model: keras.Model, slices: SliceSet, tta: str = "none",
+           normalisation: str = "head") -> dict[str, dict[str, float]]:
     """Sequence and plane accuracy per source."""
     out: dict[str, dict] = {}
-    probs = predict(model, slices, tta)
+    probs = predict(model, slices, tta, normalisation)
     for source in sorted(set(slices.column("source"))):
         keep = slices.column("source") == source
         out[source] = {**{k: round(v, 4) for k, v in accuracies(probs[keep], slices.take(keep)).items()},
@@ -98,12 +99,12 @@ def report(model: keras.Model, slices: SliceSet, tta: str = "none") -> dict[str,
 
 
 class Validation(keras.callbacks.Callback):
-    def __init__(self, val: SliceSet, tta: str = "none"):
+    def __init__(self, val: SliceSet, tta: str = "none", normalisation: str = "head"):
         super().__init__()
-        self.val, self.tta = val, tta
+        self.val, self.tta, self.normalisation = val, tta, normalisation
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        probs = predict(self.model, self.val, self.tta)
+        probs = predict(self.model, self.val, self.tta, self.normalisation)
         acc = {}
         for source in sorted(set(self.val.column("source"))):
             keep = self.val.column("source") == source
@@ -121,11 +122,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tta", choices=TTA_MODES, default="hflip",
                    help="test-time augmentation for validation, the card's figures and the app (hflip: the crop and "
                         "its mirror averaged)")
+    p.add_argument("--normalisation", choices=("head", "rank"), default="head",
+                   help="intensity normalisation of the crop (core.imaging.preprocess.NORMALISATIONS): head "
+                        "percentiles, or each pixel's rank among the head's pixels (blind to the contrast curve)")
     p.add_argument("--rescore", action="store_true",
                    help="train nothing: re-measure the card of the model NAME in --out on the current catalogue "
                         "with --tta, and record that TTA in the card")
     return p.parse_args(argv)
 
+
+#: The card's words for each ``--normalisation``.
+NORMALISATION_TEXT = {"head": "head percentiles to [0, 1]", "rank": "each pixel's rank among the head's pixels, in [0, 1]"}
 
 #: What each source contributes, for the card's description.
 SOURCE_TEXT = {"brats": "BraTS (4 sequences; planes by re-slicing)", "tcga_lgg": "tcga_lgg (3 sequences, axial)",
@@ -146,8 +153,9 @@ def rescore(args: argparse.Namespace) -> dict:
     card = model_card(args.name, args.out)
     slices = known(load_sources(card["sources"], int(card["input"]["size"])))
     model = load_keras_model(args.name, args.out)
-    metrics = {"val": report(model, slices.where(split="val"), args.tta),
-               "test": report(model, slices.where(split="test"), args.tta)}
+    how = card["input"].get("normalisation", "head")
+    metrics = {"val": report(model, slices.where(split="val"), args.tta, how),
+               "test": report(model, slices.where(split="test"), args.tta, how)}
     record_model(args.name, {**card, "metrics": metrics, "tta": args.tta,
                              "metrics_command": f"python -m core.train.acquisition --rescore --tta {args.tta}"}, args.out)
     return metrics
@@ -174,12 +182,13 @@ def main(argv: list[str] | None = None) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     best = BestWeights("val_worst", mode="max")
     budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes, warmup_epochs=1)
-    batches = Batches(train, args.batch, args.samples_per_epoch, args.seed, workers=args.workers,
+    batches = Batches(train, args.batch, args.samples_per_epoch, args.seed, args.normalisation, workers=args.workers,
                       use_multiprocessing=False, max_queue_size=8)
     history = model.fit(batches, epochs=args.epochs, verbose=2,
-                        callbacks=[budget, Validation(val, args.tta), best, keras.callbacks.CSVLogger(str(log_path))])
+                        callbacks=[budget, Validation(val, args.tta, args.normalisation), best,
+                                   keras.callbacks.CSVLogger(str(log_path))])
     # no "precise BN" pass: augmented and clean statistics differ (see core.train.classifier)
-    val_report, test_report = report(model, val, args.tta), report(model, test, args.tta)
+    val_report, test_report = (report(model, s, args.tta, args.normalisation) for s in (val, test))
     path = args.out / f"{args.name}.keras"
     save_inference_model(model, lambda: acquisition_compact(args.size), path)
     card = {
@@ -191,8 +200,8 @@ def main(argv: list[str] | None = None) -> None:
         "builder": "core.models.acquisition.acquisition_compact",
         "file": path.name,
         "params": int(model.count_params()),
-        "input": {"size": args.size, "channels": 1, "range": "[0, 1]", "normalisation": "head",
-                  "preprocess": "the classifier's crop: brain crop, pad to square, resize; head percentiles to [0, 1]"},
+        "input": {"size": args.size, "channels": 1, "range": "[0, 1]", "normalisation": args.normalisation,
+                  "preprocess": "the classifier's crop: brain crop, pad to square, resize; " + NORMALISATION_TEXT[args.normalisation]},
         "classes": [*SEQUENCES, *PLANES],
         "outputs": {"sequences": list(SEQUENCES), "planes": list(PLANES),
                     "layout": "sequence softmax then plane softmax, concatenated"},

@@ -111,3 +111,34 @@ def test_cli_end_to_end_acquisition_training(tmp_path, monkeypatch):
     assert again["metrics_command"] == "python -m core.train.acquisition --rescore --tta none"
     assert {s: f["n"] for s, f in again["metrics"]["test"].items()} == {"brats": 120, "tcga_lgg": 15}
     assert again["training_command"] == card["training_command"]
+
+
+def test_cli_rank_normalisation_travels_to_the_card_the_app_and_the_rescore(tmp_path, monkeypatch):
+    """SLOW (~15 s): ``--normalisation rank`` trains on ranked crops, the card names it, the app's
+    recogniser ranks its crops alike, and ``--rescore`` with the same TTA reproduces the card's figures."""
+    pytest.importorskip("keras")
+    from core.imaging.preprocess import rank_in_head
+    from core.slices.acquisition import AcquisitionModel
+    from core.train import acquisition as train_acquisition
+
+    tree = syn.build_tree(tmp_path / "data")
+    syn.isolate(monkeypatch, tree, tmp_path / "cache", tmp_path / "weights")
+    out = tmp_path / "out"
+    train_acquisition.main(["--sources", "brats", "tcga_lgg", "--size", "32", "--epochs", "1", "--normalisation",
+                            "rank", "--samples-per-epoch", "32", "--batch", "16", "--workers", "1", "--out", str(out)])
+    card = json.loads((out / "manifest.json").read_text())["models"]["sequence_plane"]
+    assert card["input"]["normalisation"] == "rank" and "rank among the head's pixels" in card["input"]["preprocess"]
+    assert card["config"]["normalisation"] == "rank"
+
+    loaded = AcquisitionModel.load("sequence_plane", out)
+    assert loaded.normalisation == "rank"
+    crops = np.random.default_rng(1).random((2, 32, 32)).astype(np.float32)
+    ranked = np.stack([rank_in_head(c) for c in crops])[..., None]
+    plain, mirrored = (np.asarray(loaded.runner.predict_on_batch(v)) for v in (ranked, ranked[:, :, ::-1]))
+    got, want = loaded.recognise_crops(crops), from_probabilities((plain + mirrored) / 2.0)
+    assert [a.sequence_probabilities for a in got] == [a.sequence_probabilities for a in want]
+    assert [a.plane_probabilities for a in got] == [a.plane_probabilities for a in want]
+
+    train_acquisition.main(["--rescore", "--tta", card["tta"], "--out", str(out)])
+    again = json.loads((out / "manifest.json").read_text())["models"]["sequence_plane"]
+    assert again["metrics"] == card["metrics"]

@@ -1,5 +1,5 @@
-"""core.train.augment.augment_acquisition and the head normalisation of core.imaging.preprocess
-(normalise_in_head, head_mask, classifier_input(..., normalisation="head"))."""
+"""core.train.augment.augment_acquisition and the head normalisations of core.imaging.preprocess
+(normalise_in_head, rank_in_head, head_mask, classifier_input(..., normalisation="head" / "rank"))."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from core.train.augment import AcquisitionConfig, augment_acquisition
-from core.imaging.preprocess import classifier_crop, classifier_input, head_mask, normalise, normalise_in_head
+from core.imaging.preprocess import (classifier_crop, classifier_input, head_mask, normalise, normalise_in_head,
+                                     rank_in_head)
 from synthetic_images import phantom
 
 #: Every step switched off: the augmentation must then return the image unchanged.
@@ -123,6 +124,44 @@ def test_normalise_in_head_falls_back_to_the_frame_for_a_tiny_head():
     assert out[31, 31] > 0.9 and out[0, 0] == 0.0
 
 
+def test_rank_in_head_gives_each_pixel_its_quantile_in_the_head():
+    unit, head = _ramp_head()
+    out = rank_in_head(unit)
+    assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() == 1.0
+    assert not out[~head_mask(unit)].any()                          # background darker than the head: 0
+    inside = out[head_mask(unit)]
+    # a ramp's columns are equally populated near the centre: its quantiles spread evenly over (0, 1]
+    assert np.median(inside) == pytest.approx(0.5, abs=0.03)
+    assert np.percentile(inside, 10) < 0.15 and np.percentile(inside, 90) > 0.85
+    # the order of intensities is kept: a brighter pixel never gets a lower rank
+    order = np.argsort(unit[head], kind="stable")
+    assert np.all(np.diff(out[head][order]) >= 0)
+
+
+@pytest.mark.parametrize("curve", [lambda u: 0.37 * u, lambda u: u ** 0.45, lambda u: u ** 2.2,
+                                   lambda u: np.clip(1.8 * u - 0.1, 0, 1) * 0.6 + 0.2 * u])
+def test_rank_in_head_is_blind_to_an_increasing_contrast_curve(curve):
+    """Window/level, gamma or a per-case scale change intensities but not their order: same input."""
+    grey = phantom(5, 96)[0].astype(np.float32) / 255.0
+    want = rank_in_head(grey)
+    got = rank_in_head(curve(grey).astype(np.float32))
+    inside = head_mask(grey) & head_mask(curve(grey).astype(np.float32))
+    # only where the head mask's edge falls moves (its threshold is a share of the 99th percentile)
+    assert np.abs(got - want)[inside].mean() < 0.03 and np.abs(got - want)[inside].max() < 0.05
+    # the percentile normalisation, by contrast, moves with the curve's shape (not with a scale)
+    moved = np.abs(normalise_in_head(curve(grey).astype(np.float32)) - normalise_in_head(grey))[inside].mean()
+    assert (moved < 1e-3) == bool(np.allclose(curve(grey), 0.37 * grey))
+
+
+def test_rank_in_head_tiny_head_and_flat_frame():
+    unit = np.zeros((64, 64), np.float32)
+    unit[30:33, 30:33] = 0.5                                        # 9 px: the whole frame ranks them
+    out = rank_in_head(unit)
+    assert out[31, 31] == 1.0 and out[0, 0] == 0.0
+    assert not rank_in_head(np.full((16, 16), 0.3, np.float32)).any()
+    assert not rank_in_head(np.zeros((16, 16), np.float32)).any()
+
+
 def test_classifier_input_head_normalisation():
     grey = phantom(11, 96)[0].astype(np.int16) * 10                 # a 16-bit style slice
     head = classifier_input(grey, 32, "head")
@@ -134,6 +173,7 @@ def test_classifier_input_head_normalisation():
     # the same scan stored with another intensity scale gives the same input
     np.testing.assert_allclose(classifier_input(grey * 3, 32, "head"), head, atol=1e-4)
     np.testing.assert_allclose(classifier_input(grey.astype(np.float32) * 0.01, 32, "head"), head, atol=1e-4)
+    np.testing.assert_allclose(classifier_input(grey, 32, "rank"), rank_in_head(unit), atol=1e-6)
     with pytest.raises(ValueError, match="unknown normalisation"):
         normalise(unit, "zscore")
     with pytest.raises(ValueError):
