@@ -69,12 +69,17 @@ JOB[stacking_backbones]="while [ \$(ls $RUNS/done | grep -cE '^($(echo $BACKBONE
 # Issue 3: the original 3D U-Net on 96³ crops, on the split of the shipped 2D model.
 JOB[unet3d_brats]="$PY -m core.train.brats --model unet3d --split-like unet2d_brats --crop 96 --base 16 --depth 4 \
   --batch 2 --epochs 60 --samples-per-epoch 800 --workers 4 --max-minutes $MIN --out $RUNS/brats"
+# Issue 19, run 2: the region-based 3D U-Net (sigmoid WT/TC/ET, Dice + BCE) on tumour-biased 96³ crops,
+# 30 % of them rescaled, run on whole 128³ cases (one window); alone on the GPU (PARALLEL 1).
+JOB[unet3d_regions]="$PY -m core.train.brats --model unet3d --outputs regions --scale-p 0.3 --split-like unet2d_brats \
+  --crop 96 --window 128 --base 16 --depth 4 --batch 2 --epochs 60 --samples-per-epoch 400 --val-every 5 --workers 8 \
+  --name unet3d_regions --max-minutes $MIN --out $RUNS/brats"
 ORDER="ms_resnet_compact ms_densenet_compact ms_efficientnet_compact ms_mobilenet_compact resnet_compact resunet xception inceptionv3 resnet50 vgg19 unet attention_unet densenet_compact \
   mobilenet_compact efficientnet_compact densenet121 efficientnetb0 stacking_backbones"
 
 queue=$(mktemp "$RUNS/queue.XXXX.txt")
 for name in ${@:-$ORDER}; do
-  [ -n "${JOB[$name]:-}" ] || { echo "unknown job $name (known: $ORDER unet3d_brats)"; rm -f "$queue"; exit 2; }
+  [ -n "${JOB[$name]:-}" ] || { echo "unknown job $name (known: $ORDER unet3d_brats unet3d_regions)"; rm -f "$queue"; exit 2; }
   echo "{ ${JOB[$name]}; } > $RUNS/logs/$name.log 2>&1; echo \$? > $RUNS/done/$name" >> "$queue"
 done
 setsid nohup bash -c "tr '\n' '\0' < $queue | xargs -0 -P $PARALLEL -I{} bash -c '{}'" > "$queue.log" 2>&1 < /dev/null &

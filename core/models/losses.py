@@ -49,6 +49,15 @@ def dice_focal_loss(y_true, y_pred):
     return (1.0 - ops.mean(fg_dice)) + categorical_focal(y_true, y_pred)
 
 
+def region_dice_bce_loss(y_true, y_pred):
+    """Soft Dice per image and region channel + binary cross-entropy, for independent sigmoid
+    channels (the nested BraTS regions WT, TC, ET; Isensee et al. 2021)."""
+    y_true = ops.cast(y_true, y_pred.dtype)
+    p = ops.clip(y_pred, _EPS, 1.0 - _EPS)
+    bce = -ops.mean(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+    return bce + dice_loss(y_true, y_pred)
+
+
 def binary_dice_metric(y_true, y_pred):
     """Mean per-image Dice of the mask thresholded at 0.5 (both empty count as 1)."""
     hard = ops.cast(y_pred > 0.5, y_pred.dtype)
@@ -62,5 +71,6 @@ CUSTOM_OBJECTS = {
     "dice_loss": dice_loss,
     "bce_dice_loss": bce_dice_loss,
     "dice_focal_loss": dice_focal_loss,
+    "region_dice_bce_loss": region_dice_bce_loss,
     "dice": binary_dice_metric,
 }

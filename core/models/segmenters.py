@@ -67,17 +67,20 @@ def _attention_gate(skip, gating, filters: int, name: str):
     return layers.Multiply(name=f"{name}_gate")([skip, psi])
 
 
-def _output(x, num_classes: int, conv=layers.Conv2D):
-    activation = "sigmoid" if num_classes == 1 else "softmax"
+def _output(x, num_classes: int, conv=layers.Conv2D, activation: str | None = None):
+    """1x1 convolution to ``num_classes`` channels: ``activation``, or by default a sigmoid for one
+    class and a softmax over several (``"sigmoid"`` with several: independent, possibly nested masks)."""
+    activation = activation or ("sigmoid" if num_classes == 1 else "softmax")
     return conv(num_classes, 1, activation=activation, dtype="float32", name="mask")(x)
 
 
-def unet(input_size: int | None = 256, channels: int = 1, num_classes: int = 1, base: int = 16, depth: int = 4) -> keras.Model:
+def unet(input_size: int | None = 256, channels: int = 1, num_classes: int = 1, base: int = 16, depth: int = 4,
+         activation: str | None = None) -> keras.Model:
     """Classic U-Net (Ronneberger 2015) with batch normalisation."""
     inputs = keras.Input((input_size, input_size, channels), name="image")
     x, skips = _encoder(inputs, base, depth)
     x = _decoder(x, skips, base)
-    return keras.Model(inputs, _output(x, num_classes), name="unet")
+    return keras.Model(inputs, _output(x, num_classes, activation=activation), name="unet")
 
 
 def attention_unet(input_size: int = 256, channels: int = 1, num_classes: int = 1, base: int = 16,
@@ -115,8 +118,9 @@ def resunet(input_size: int = 256, channels: int = 1, num_classes: int = 1, base
 
 
 def unet3d(input_size: int | None = 128, channels: int = 4, num_classes: int = 4, base: int = 8,
-           depth: int = 3) -> keras.Model:
-    """3D U-Net (Çiçek et al. 2016) for ``(D, H, W, C)`` volumes; softmax over ``num_classes``.
+           depth: int = 3, activation: str | None = None) -> keras.Model:
+    """3D U-Net (Çiçek et al. 2016) for ``(D, H, W, C)`` volumes; softmax over ``num_classes``
+    (``activation="sigmoid"``: one independent sigmoid per channel, e.g. the BraTS regions).
 
     Two 3x3x3 convolutions with batch normalisation and ReLU per level, max-pooling down and
     2x2x2 transposed convolutions up. ``input_size=None`` accepts any ``D, H, W`` that are
@@ -127,7 +131,7 @@ def unet3d(input_size: int | None = 128, channels: int = 4, num_classes: int = 4
     inputs = keras.Input((input_size, input_size, input_size, channels), name="volume")
     x, skips = _encoder(inputs, base, depth, conv=layers.Conv3D, pool=layers.MaxPooling3D)
     x = _decoder(x, skips, base, conv=layers.Conv3D, up=layers.Conv3DTranspose)
-    return keras.Model(inputs, _output(x, num_classes, conv=layers.Conv3D), name="unet3d")
+    return keras.Model(inputs, _output(x, num_classes, conv=layers.Conv3D, activation=activation), name="unet3d")
 
 
 SEGMENTER_BUILDERS: dict[str, SegBuilder] = {

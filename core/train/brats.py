@@ -3,8 +3,10 @@
     python -m core.train.brats --epochs 30                          # 2D (the CPU fallback)
     python -m core.train.brats --model unet3d --crop 96 --epochs 40  # 3D (the original design; a GPU)
 
-Both see the four modalities and predict background/NCR/ED/ET with Dice + focal loss. The 2D
-model takes one axial slice at a time; the 3D U-Net (the original design) random ``--crop``³
+Both see the four modalities and predict background/NCR/ED/ET with Dice + focal loss, or with
+``--outputs regions`` the nested regions WT, TC and ET as three sigmoids with Dice + binary
+cross-entropy (the region-based training of the BraTS winners; the app turns them back into
+NCR/ED/ET, :func:`core.volumes.brats_model.regions_to_classes`). The 2D model takes one axial slice at a time; the 3D U-Net (the original design) random ``--crop``³
 crops, two in three centred on a tumour voxel, ``--samples-per-epoch`` of them per epoch, and
 runs whole cases by the sliding window of :func:`core.volumes.brats_model.predict_classes_3d`. Cases are
 split by case (``--test-cases`` held out entirely, ``--val-cases`` pick the best epoch and the
@@ -24,9 +26,12 @@ import numpy as np
 
 from core import config
 from core.train.augment import AugmentConfig, random_affine, warp
-from core.volumes.brats_model import (CLASS_TO_LABEL, MODALITIES, WINDOW_OVERLAP, VolumePostProcessing, labels_to_classes,
-                              normalise_case, postprocess_labels, predict_classes, predict_classes_3d)
-from core.models.losses import dice_focal_loss
+from scipy import ndimage
+
+from core.volumes.brats_model import (CLASS_TO_LABEL, MODALITIES, REGION_OUTPUTS, REGION_THRESHOLD, WINDOW_OVERLAP,
+                                      VolumePostProcessing, labels_to_classes, normalise_case, postprocess_labels,
+                                      predict_classes, predict_classes_3d, region_targets)
+from core.models.losses import dice_focal_loss, region_dice_bce_loss
 from core.models.segmenters import build_segmenter
 from core.serving.registry import record_model
 from core.train.common import (BestWeights, CosineWithinBudget, ShuffledBatches, relative_to_repo, run_facts,
@@ -42,7 +47,12 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "unet3d": {"name": "unet3d_brats", "base": 16, "depth": 4, "batch": 2, "lr": 1e-3},
 }
 #: Options of one model only: left out of the other model's card.
-MODEL_OPTIONS = {"unet2d": {"size"}, "unet3d": {"crop", "window", "overlap", "samples_per_epoch", "val_every"}}
+MODEL_OPTIONS = {"unet2d": {"size"}, "unet3d": {"crop", "window", "overlap", "samples_per_epoch", "val_every", "scale_p"}}
+#: Range of the 3D crops' random scaling (``--scale-p`` of them are scaled).
+SCALE_RANGE = (0.85, 1.15)
+#: Loss, and the card's words for it, per ``--outputs``.
+LOSSES = {"classes": (dice_focal_loss, "soft Dice over NCR/ED/ET + categorical focal (gamma 2)"),
+          "regions": (region_dice_bce_loss, "soft Dice + binary cross-entropy over the WT, TC and ET sigmoids")}
 Predict = Callable[[keras.Model, np.ndarray], np.ndarray]
 NORMALISATION = "per-modality z-score over brain voxels, clipped to ±5, 0 outside the brain"
 #: Training batches come from worker threads.
@@ -96,11 +106,19 @@ def load_volumes(folders: list[Path]) -> list[tuple[str, np.ndarray, np.ndarray,
     return out
 
 
-class SliceBatches(ShuffledBatches):
-    """Augmented axial slices ``(B, S, S, 4)`` with one-hot targets ``(B, S, S, 4)``."""
+def targets(classes: np.ndarray, outputs: str) -> np.ndarray:
+    """Training targets of class indices: one-hot classes ``(..., 4)`` or WT/TC/ET masks ``(..., 3)``."""
+    if outputs == "regions":
+        return region_targets(classes)
+    return np.equal(classes[..., None], np.arange(len(CLASS_TO_LABEL))).astype(np.uint8)
 
-    def __init__(self, volumes, batch: int, size: int, seed: int, tumour_repeat: int = 2, **kwargs):
-        self.size = size
+
+class SliceBatches(ShuffledBatches):
+    """Augmented axial slices ``(B, S, S, 4)`` with float32 :func:`targets` ``(B, S, S, K)``."""
+
+    def __init__(self, volumes, batch: int, size: int, seed: int, tumour_repeat: int = 2, outputs: str = "classes",
+                 **kwargs):
+        self.size, self.outputs = size, outputs
         self.slices: list[tuple[np.ndarray, np.ndarray]] = []
         for _, volume, labels, _ in volumes:
             classes = labels_to_classes(labels)
@@ -130,27 +148,30 @@ class SliceBatches(ShuffledBatches):
             classes = warp(np.ascontiguousarray(classes), matrix, flip, is_mask=True)
             image = image * rng.uniform(0.9, 1.1, size=4) + rng.uniform(-0.1, 0.1, size=4)
             xs.append(image.astype(np.float32))
-            ys.append(np.eye(4, dtype=np.float32)[classes])
+            ys.append(targets(classes, self.outputs).astype(np.float32))
         return np.stack(xs), np.stack(ys)
 
 
 class CropBatches(keras.utils.PyDataset):
-    """Random augmented 3D crops ``(B, C, C, C, 4)`` float32 with one-hot targets (uint8, same shape).
+    """Random augmented 3D crops ``(B, C, C, C, 4)`` float32 with :func:`targets` (uint8, ``(B, C, C, C, K)``).
 
     Each crop comes from a random training case; with probability ``tumour_fraction`` it is
-    centred on a random tumour voxel (else anywhere), then flipped at random along each of the
-    three axes, and each modality's brain voxels get a random intensity scale and shift. An epoch
-    is ``samples`` crops; cases smaller than the crop are zero-padded once up front.
+    centred on a random tumour voxel (else anywhere); with probability ``scale_p`` it is cut
+    larger or smaller by a factor in :data:`SCALE_RANGE` and resampled to the crop side (linear
+    for the image, nearest for the labels); then it is flipped at random along each of the three
+    axes, and each modality's brain voxels get a random intensity scale and shift. An epoch is
+    ``samples`` crops; cases smaller than the largest cut are zero-padded once up front.
     """
 
     def __init__(self, volumes, batch: int, crop: int, samples: int, seed: int, tumour_fraction: float = 2 / 3,
-                 **kwargs):
+                 outputs: str = "classes", scale_p: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.batch, self.crop, self.samples, self.seed, self.epoch = batch, crop, samples, seed, 0
-        self.tumour_fraction = tumour_fraction
+        self.tumour_fraction, self.outputs, self.scale_p = tumour_fraction, outputs, scale_p
+        largest = self.cut_side(SCALE_RANGE[0]) if scale_p > 0 else crop
         self.cases: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         for _, volume, labels, _ in volumes:   # (image, classes, brain mask, flat indices of tumour voxels)
-            pad = [(0, max(0, crop - n)) for n in labels.shape]
+            pad = [(0, max(0, largest - n)) for n in labels.shape]
             classes = np.pad(labels_to_classes(labels), pad)
             volume = np.pad(volume, (*pad, (0, 0)))
             self.cases.append((volume, classes, np.any(volume != 0, axis=-1), np.flatnonzero(classes)))
@@ -158,29 +179,51 @@ class CropBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return int(np.ceil(self.samples / self.batch))
 
-    def corner(self, classes: np.ndarray, tumour: np.ndarray, rng: np.random.Generator) -> tuple[int, ...]:
-        """Start of a crop: centred on a random tumour voxel (jittered by up to a quarter crop) or anywhere."""
-        limits = [n - self.crop for n in classes.shape]
+    def cut_side(self, scale: float) -> int:
+        """Side of the cube cut from a case so that, resampled to the crop side, it is scaled by ``scale``."""
+        return int(round(self.crop / scale))
+
+    def corner(self, classes: np.ndarray, tumour: np.ndarray, rng: np.random.Generator,
+               side: int | None = None) -> tuple[int, ...]:
+        """Start of a cut of ``side`` (default the crop): centred on a random tumour voxel (jittered by up
+        to a quarter of it) or anywhere."""
+        side = side or self.crop
+        limits = [n - side for n in classes.shape]
         if len(tumour) and rng.random() < self.tumour_fraction:
             centre = np.unravel_index(int(tumour[rng.integers(len(tumour))]), classes.shape)
-            jitter = rng.integers(-(self.crop // 4), self.crop // 4 + 1, size=3)
-            return tuple(int(np.clip(c + j - self.crop // 2, 0, hi)) for c, j, hi in zip(centre, jitter, limits))
+            jitter = rng.integers(-(side // 4), side // 4 + 1, size=3)
+            return tuple(int(np.clip(c + j - side // 2, 0, hi)) for c, j, hi in zip(centre, jitter, limits))
         return tuple(int(rng.integers(0, hi + 1)) for hi in limits)
+
+    def cut(self, volume: np.ndarray, classes: np.ndarray, brain: np.ndarray, tumour: np.ndarray,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One crop's image, classes and brain mask, scaled with probability ``scale_p``."""
+        side = self.crop
+        if self.scale_p > 0 and rng.random() < self.scale_p:
+            side = self.cut_side(float(rng.uniform(*SCALE_RANGE)))
+        box = tuple(slice(c, c + side) for c in self.corner(classes, tumour, rng, side))
+        image, labels, inside = volume[box], classes[box], brain[box]
+        if side != self.crop:
+            factor = self.crop / side
+            image = ndimage.zoom(image, (factor, factor, factor, 1), order=1, grid_mode=True, mode="grid-constant")
+            labels = ndimage.zoom(labels, factor, order=0, grid_mode=True, mode="grid-constant")
+            inside = ndimage.zoom(inside.astype(np.uint8), factor, order=0, grid_mode=True, mode="grid-constant") > 0
+        return image, labels, inside
 
     def __getitem__(self, idx: int):
         rng = np.random.default_rng((self.seed, self.epoch, idx))
         n = min(self.batch, self.samples - idx * self.batch)
         xs = np.empty((n, *(self.crop,) * 3, len(MODALITIES)), dtype=np.float32)
-        ys = np.empty((n, *(self.crop,) * 3, len(CLASS_TO_LABEL)), dtype=np.uint8)
+        channels = len(REGION_OUTPUTS) if self.outputs == "regions" else len(CLASS_TO_LABEL)
+        ys = np.empty((n, *(self.crop,) * 3, channels), dtype=np.uint8)
         for i in range(n):
-            volume, classes, brain, tumour = self.cases[int(rng.integers(len(self.cases)))]
-            box = tuple(slice(c, c + self.crop) for c in self.corner(classes, tumour, rng))
+            image, labels, inside = self.cut(*self.cases[int(rng.integers(len(self.cases)))], rng)
             flips = tuple(axis for axis in range(3) if rng.random() < 0.5)
             scale = rng.uniform(0.9, 1.1, size=4).astype(np.float32)
             shift = rng.uniform(-0.1, 0.1, size=4).astype(np.float32)
-            np.multiply(np.flip(volume[box], flips), scale, out=xs[i])
-            xs[i] += np.flip(brain[box], flips)[..., None] * shift          # the shift inside the brain only
-            np.equal(np.flip(classes[box], flips)[..., None], np.arange(len(CLASS_TO_LABEL)), out=ys[i].view(bool))
+            np.multiply(np.flip(image, flips), scale, out=xs[i])
+            xs[i] += np.flip(inside, flips)[..., None] * shift          # the shift inside the brain only
+            ys[i] = targets(np.flip(labels, flips), self.outputs)
         return xs, ys
 
     def on_epoch_end(self) -> None:
@@ -250,20 +293,22 @@ class Recipe:
 
 
 def builder(kind: str, args: argparse.Namespace) -> Callable[[int | None], keras.Model]:
-    """Fresh ``kind`` segmenters of the run's ``base`` and ``depth`` at a given input size (None: any)."""
-    return lambda size: build_segmenter(kind, input_size=size, channels=len(MODALITIES), num_classes=4,
-                                        base=args.base, depth=args.depth)
+    """Fresh ``kind`` segmenters of the run's ``base``, ``depth`` and ``outputs`` at a given input size (None: any)."""
+    regions = args.outputs == "regions"
+    return lambda size: build_segmenter(kind, input_size=size, channels=len(MODALITIES),
+                                        num_classes=len(REGION_OUTPUTS) if regions else len(CLASS_TO_LABEL),
+                                        base=args.base, depth=args.depth, activation="sigmoid" if regions else None)
 
 
 def slice_recipe(args: argparse.Namespace, train) -> Recipe:
     """The 2D U-Net over axial slices."""
-    batches = SliceBatches(train, args.batch, args.size, args.seed, workers=args.workers, **LOADER)
+    batches = SliceBatches(train, args.batch, args.size, args.seed, outputs=args.outputs, workers=args.workers, **LOADER)
     print(f"{len(batches.slices)} training slices per epoch", flush=True)
     return Recipe(
         batches=batches,
         build=builder("unet", args),
         train_size=args.size,
-        predict=lambda model, volume: predict_classes(model, volume),
+        predict=lambda model, volume: predict_classes(model, volume, output=args.outputs),
         head={"description": "2D multi-class U-Net applied slice by slice to 3D BraTS cases: the stated CPU "
                              "fallback of the original 3D U-Net (128³ crops), which needs a GPU to train. "
                              "Trained from scratch.",
@@ -281,15 +326,16 @@ def crop_recipe(args: argparse.Namespace, train) -> Recipe:
     if args.crop % multiple or args.window % multiple:
         raise SystemExit(f"--crop ({args.crop}) and --window ({args.window}) must be multiples of "
                          f"2**depth = {multiple}")
-    batches = CropBatches(train, args.batch, args.crop, args.samples_per_epoch, args.seed, workers=args.workers,
-                          **LOADER)
+    batches = CropBatches(train, args.batch, args.crop, args.samples_per_epoch, args.seed, outputs=args.outputs,
+                          scale_p=args.scale_p, workers=args.workers, **LOADER)
     print(f"{args.samples_per_epoch} random {args.crop}³ crops per epoch", flush=True)
     overlap = f"{args.overlap:.0%} overlap"
     return Recipe(
         batches=batches,
         build=builder("unet3d", args),
         train_size=args.crop,
-        predict=lambda model, volume: predict_classes_3d(model, volume, args.window, multiple, args.overlap),
+        predict=lambda model, volume: predict_classes_3d(model, volume, args.window, multiple, args.overlap,
+                                                         output=args.outputs),
         head={"description": f"3D U-Net on {args.crop}³ crops of the four modalities (the original design), "
                              f"applied to whole cases by a sliding window ({args.window}³ windows, {overlap}, "
                              "Gaussian blending). Trained from scratch.",
@@ -299,8 +345,9 @@ def crop_recipe(args: argparse.Namespace, train) -> Recipe:
                "preprocess": f"canonical RAS volume (X, Y, Z); the brain's bounding box, zero-padded to at least "
                              f"one window, covered by {args.window}³ windows ({overlap}) blended with Gaussian "
                              f"weights; trained on {args.crop}³ crops"},
-        augmentation=f"random {args.crop}³ crops, two in three centred on a tumour voxel; flips along all three "
-                     "axes; per-modality intensity scale 0.9-1.1 and shift ±0.1 SD inside the brain; "
+        augmentation=f"random {args.crop}³ crops, two in three centred on a tumour voxel; "
+                     + (f"{args.scale_p:.0%} of them scaled by {SCALE_RANGE[0]}-{SCALE_RANGE[1]}; " if args.scale_p else "")
+                     + "flips along all three axes; per-modality intensity scale 0.9-1.1 and shift ±0.1 SD inside the brain; "
                      f"{args.samples_per_epoch} crops per epoch")
 
 
@@ -318,6 +365,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overlap", type=float, default=WINDOW_OVERLAP, help="3D: overlap of neighbouring windows")
     p.add_argument("--samples-per-epoch", type=int, default=64, help="3D: random crops per epoch")
     p.add_argument("--val-every", type=int, default=1, help="3D: validate every N epochs (and the first and last)")
+    p.add_argument("--scale-p", type=float, default=0.0,
+                   help=f"3D: share of crops scaled by a random factor in {SCALE_RANGE[0]}-{SCALE_RANGE[1]}")
+    p.add_argument("--outputs", choices=("classes", "regions"), default="classes",
+                   help="classes: softmax over background/NCR/ED/ET, Dice + focal; regions: sigmoids for WT, TC and "
+                        "ET, Dice + binary cross-entropy")
     p.add_argument("--base", type=int, default=None, help="first level's filters (default 16)")
     p.add_argument("--depth", type=int, default=None, help="down-sampling steps (default 4)")
     p.add_argument("--epochs", type=int, default=30)
@@ -343,12 +395,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+#: Options left out of the card at these values (unused, or the behaviour before they existed).
+SILENT_DEFAULTS: dict[str, Any] = {"split_like": None, "outputs": "classes", "scale_p": 0.0}
+
+
 def card_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The run's options for the card: paths, workers, the other model's options and an unused
-    ``--split-like`` left out."""
+    """The run's options for the card: paths, workers, the other model's options and options at
+    their :data:`SILENT_DEFAULTS` left out."""
     other = set().union(*(keys for model, keys in MODEL_OPTIONS.items() if model != args.model))
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-            if k not in {"data", "out", "workers", "model"} | other and not (k == "split_like" and v is None)}
+            if k not in {"data", "out", "workers", "model"} | other
+            and not (k in SILENT_DEFAULTS and v == SILENT_DEFAULTS[k])}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -368,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     set_batchnorm_momentum(model, 0.9)
     model.compile(optimizer=keras.optimizers.AdamW(args.lr,
                                                    weight_decay=args.weight_decay, clipnorm=1.0),
-                  loss=dice_focal_loss)
+                  loss=LOSSES[args.outputs][0])
     any_size = recipe.build(None)
 
     log_path = args.out / "logs" / f"{args.name}.csv"
@@ -384,22 +441,30 @@ def main(argv: list[str] | None = None) -> None:
     rules, val_scores = tune_postprocessing(lambda volume: recipe.predict(any_size, volume), val)
     path = args.out / f"{args.name}.keras"
     save_inference_model(any_size, lambda: recipe.build(None), path)
+    head = dict(recipe.head)
+    if args.outputs == "regions":
+        head["description"] += (" Region-based: three sigmoid outputs (WT, TC, ET) trained with Dice + binary "
+                                "cross-entropy, turned into NCR/ED/ET with the nesting enforced.")
     card = {
         "task": "brats",
         "role": "shipped",
-        **recipe.head,
+        **head,
         "file": path.name,
         "params": int(any_size.count_params()),
         "input": recipe.input,
         "classes": ["background", "NCR", "ED", "ET"],
         "labels_out": {"NCR": 1, "ED": 2, "ET": 4},
+        **({"output": {"kind": "regions", "channels": list(REGION_OUTPUTS), "activation": "sigmoid",
+                       "threshold": REGION_THRESHOLD,
+                       "to_labels": "ED where WT only, NCR where TC too, ET where ET too (nesting enforced)"}}
+           if args.outputs == "regions" else {}),
         "data": relative_to_repo(root),
         "split": split,
         "split_cases": {"train": [p.name for p in train_dirs], "val": [p.name for p in val_dirs], "test": test_names},
         "epochs": len(history.epoch),
         "best_epoch": best.best_epoch + 1,
         "config": card_config(args),
-        "loss": "soft Dice over NCR/ED/ET + categorical focal (gamma 2)",
+        "loss": LOSSES[args.outputs][1],
         "postprocessing_rules": rules.__dict__,
         "postprocessing": "drop 3D tumour components below min_component_mm3; relabel ET as NCR when "
                           "the total ET is below min_et_mm3 (both tuned on the validation cases)",

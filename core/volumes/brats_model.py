@@ -1,8 +1,10 @@
 """BraTS sub-region segmentation of a whole 3D case: a 2D U-Net slice by slice, or a 3D U-Net.
 
-Both networks see the four modalities (z-scored per modality over brain voxels) and predict four
-classes (background, NCR, ED, ET); the model card's ``dims`` says which kind a model is (a card
-without it is 2D).
+Both networks see the four modalities (z-scored per modality over brain voxels). A network either
+predicts four classes (background, NCR, ED, ET; a softmax) or, region-based, the three nested
+regions WT, TC and ET (three sigmoids; the card's ``output.kind`` is ``"regions"``), which
+:func:`regions_to_classes` turns into the same classes. The model card's ``dims`` says which
+kind a model is (a card without it is 2D).
 
 * 2D (the CPU fallback of the original design): one axial slice ``(H, W, 4)`` at a time. It is
   fully convolutional, so a case of any in-plane size runs whole (padded to a multiple of 16):
@@ -55,6 +57,42 @@ def labels_to_classes(labels: np.ndarray) -> np.ndarray:
     classes = labels.astype(np.uint8, copy=True)
     classes[labels == 4] = 3
     return classes
+
+
+#: Channels of a region-based network, in order (nested: ET inside TC inside WT).
+REGION_OUTPUTS: tuple[str, ...] = ("WT", "TC", "ET")
+#: What a network's last layer gives: softmax classes, or sigmoid regions.
+OUTPUT_KINDS: tuple[str, ...] = ("classes", "regions")
+#: A region is present where its sigmoid reaches this.
+REGION_THRESHOLD = 0.5
+
+
+def region_targets(classes: np.ndarray) -> np.ndarray:
+    """Class indices (0 background, 1 NCR, 2 ED, 3 ET) -> ``(..., 3)`` uint8 WT, TC, ET masks."""
+    return np.stack([classes > 0, (classes == 1) | (classes == 3), classes == 3], axis=-1).astype(np.uint8)
+
+
+def regions_to_classes(probs: np.ndarray, threshold: float = REGION_THRESHOLD) -> np.ndarray:
+    """Sigmoid WT, TC, ET probabilities ``(..., 3)`` -> class indices (uint8), nesting enforced:
+    ED where only WT is present, NCR where TC is too, ET where ET is too (a TC or ET outside the
+    predicted WT counts as nothing)."""
+    wt = probs[..., 0] >= threshold
+    tc = wt & (probs[..., 1] >= threshold)
+    et = tc & (probs[..., 2] >= threshold)
+    classes = np.where(wt, 2, 0).astype(np.uint8)
+    classes[tc] = 1
+    classes[et] = 3
+    return classes
+
+
+def to_classes(probs: np.ndarray, output: str = "classes") -> np.ndarray:
+    """Class indices of a network's output ``(..., K)``: the arg-max of softmax classes, or
+    :func:`regions_to_classes` of sigmoid regions."""
+    if output == "regions":
+        return regions_to_classes(probs)
+    if output == "classes":
+        return probs.argmax(-1).astype(np.uint8)
+    raise ValueError(f"unknown output kind {output!r}; known: {OUTPUT_KINDS}")
 
 
 def brain_mask(images: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -148,8 +186,9 @@ def inplane_box(occupied: np.ndarray, margin: int = CROP_MARGIN) -> tuple[slice,
 
 
 def predict_classes(model, volume: np.ndarray, batch: int = 8, progress: Progress | None = None,
-                    crop: bool = True) -> np.ndarray:
-    """Arg-max classes ``(X, Y, Z)`` uint8 for a normalised ``(X, Y, Z, 4)`` volume, axial sweep.
+                    crop: bool = True, output: str = "classes") -> np.ndarray:
+    """Classes ``(X, Y, Z)`` uint8 for a normalised ``(X, Y, Z, 4)`` volume, axial sweep
+    (:func:`to_classes` of the network's ``output``).
 
     Only axial slices with brain (non-zero input) are run, in windows of ``batch`` slices;
     ``crop`` restricts them to the brain's in-plane bounding box (:func:`inplane_box`);
@@ -165,7 +204,7 @@ def predict_classes(model, volume: np.ndarray, batch: int = 8, progress: Progres
         slices = np.moveaxis(volume[bx, by][:, :, zs, :], 2, 0)
         padded, (h, w) = _pad_to_multiple(slices)
         probs = np.asarray(model.predict_on_batch(padded))[:, :h, :w]
-        classes[bx, by, zs] = np.moveaxis(probs.argmax(-1).astype(np.uint8), 0, 2)
+        classes[bx, by, zs] = np.moveaxis(to_classes(probs, output), 0, 2)
         if progress is not None:
             progress(min(1.0, (start + len(zs)) / max(1, len(occupied))))
     if progress is not None and not len(occupied):
@@ -233,8 +272,9 @@ def sliding_window(model, volume: np.ndarray, window: int, multiple: int = 1, ov
 
 def predict_classes_3d(model, volume: np.ndarray, window: int, multiple: int = 16,
                        overlap: float = WINDOW_OVERLAP, progress: Progress | None = None,
-                       crop: bool = True) -> np.ndarray:
-    """Arg-max classes ``(X, Y, Z)`` uint8 for a normalised ``(X, Y, Z, 4)`` volume, 3D sliding window.
+                       crop: bool = True, output: str = "classes") -> np.ndarray:
+    """Classes ``(X, Y, Z)`` uint8 for a normalised ``(X, Y, Z, 4)`` volume, 3D sliding window
+    (:func:`to_classes` of the blended ``output``: class probabilities or region probabilities).
 
     ``crop`` restricts the windows to the brain's 3D bounding box (:func:`bounding_box`, margin
     :data:`BOX_MARGIN_3D`); everything outside it is background. ``multiple`` is the network's
@@ -250,7 +290,7 @@ def predict_classes_3d(model, volume: np.ndarray, window: int, multiple: int = 1
     box = bounding_box(nonzero, BOX_MARGIN_3D) if crop else (slice(None),) * 3
     del nonzero
     probs = sliding_window(model, volume[box], window, multiple, overlap, progress)
-    classes[box] = probs.argmax(-1).astype(np.uint8)
+    classes[box] = to_classes(probs, output)
     return classes
 
 
@@ -322,6 +362,11 @@ class VolumeSegmenter(registry.LoadedModel):
         return card_dims(self.card)
 
     @property
+    def output(self) -> str:
+        """What the network gives (:data:`OUTPUT_KINDS`; the card's ``output.kind``, else classes)."""
+        return str((self.card.get("output") or {}).get("kind", "classes"))
+
+    @property
     def rules(self) -> VolumePostProcessing:
         return VolumePostProcessing(**self.card.get("postprocessing_rules", {}))
 
@@ -342,5 +387,5 @@ class VolumeSegmenter(registry.LoadedModel):
         if self.dims == 3:
             spec = self.card["input"]
             return predict_classes_3d(self.runner, volume, int(spec["window"]), int(spec.get("multiple", _MULTIPLE)),
-                                      float(spec.get("overlap", WINDOW_OVERLAP)), progress, crop)
-        return predict_classes(self.runner, volume, progress=progress, crop=crop)
+                                      float(spec.get("overlap", WINDOW_OVERLAP)), progress, crop, self.output)
+        return predict_classes(self.runner, volume, progress=progress, crop=crop, output=self.output)

@@ -184,6 +184,112 @@ def test_crop_batches_shapes_bias_and_determinism():
     assert small[0][0].shape == (1, 16, 16, 16, 4)                     # smaller cases are padded
 
 
+# --------------------------------------------------------------------------- region-based outputs
+
+
+def test_region_targets_and_back_are_the_same_classes():
+    from core.volumes.brats_model import region_targets, regions_to_classes, to_classes
+
+    classes = np.random.default_rng(0).integers(0, 4, size=(6, 7, 5)).astype(np.uint8)
+    regions = region_targets(classes)
+    assert regions.shape == (6, 7, 5, 3) and regions.dtype == np.uint8
+    wt, tc, et = (regions[..., i].astype(bool) for i in range(3))
+    np.testing.assert_array_equal(wt, classes > 0)                          # WT = NCR, ED, ET
+    np.testing.assert_array_equal(tc, np.isin(classes, (1, 3)))             # TC = NCR, ET
+    np.testing.assert_array_equal(et, classes == 3)
+    assert not (et & ~tc).any() and not (tc & ~wt).any()                    # nested
+    np.testing.assert_array_equal(regions_to_classes(regions.astype(np.float32)), classes)
+    np.testing.assert_array_equal(to_classes(regions.astype(np.float32), "regions"), classes)
+    np.testing.assert_array_equal(to_classes(np.eye(4, dtype=np.float32)[classes], "classes"), classes)
+    with pytest.raises(ValueError, match="unknown output kind"):
+        to_classes(regions, "labels")
+
+
+@pytest.mark.parametrize("probs,want", [((0.9, 0.1, 0.1), 2), ((0.9, 0.9, 0.1), 1), ((0.9, 0.9, 0.9), 3),
+                                        ((0.1, 0.9, 0.9), 0),    # a core outside the whole tumour: nothing
+                                        ((0.9, 0.2, 0.9), 2),    # enhancing outside the core: oedema only
+                                        ((0.5, 0.49, 0.99), 2)])
+def test_regions_to_classes_enforces_the_nesting(probs, want):
+    from core.volumes.brats_model import regions_to_classes
+
+    assert regions_to_classes(np.array([[probs]], np.float32))[0, 0] == want
+
+
+class RegionModel:
+    """A stand-in region-based 3D network: WT, TC, ET sigmoids from thresholds of channel 0."""
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        x = batch[..., 0]
+        return np.stack([x > -1.0, x > 0.0, x > 1.0], axis=-1).astype(np.float32) * 0.98 + 0.01
+
+
+def test_segmenter_reads_region_outputs_from_the_card():
+    from core.volumes.brats_model import CLASS_TO_LABEL, normalise_case
+
+    images = {k: v for k, v in synthetic_brats_case((40, 36, 30), seed=3).items() if k != "seg"}
+    card = {"dims": 3, "input": {"window": 16, "multiple": 8}, "postprocessing_rules": {"min_component_mm3": 0.0},
+            "output": {"kind": "regions"}}
+    segmenter = VolumeSegmenter("regions3d", RegionModel(), card)
+    assert segmenter.output == "regions" and VolumeSegmenter("x", RegionModel(), {}).output == "classes"
+    labels = segmenter.segment(images, (1.0, 1.0, 1.0))
+    # the same voxels PointwiseModel labels by thresholds of channel 0 (1 -> NCR ... here nested regions)
+    x = normalise_case(images)[..., 0]
+    brain = np.any(normalise_case(images) != 0, axis=-1)
+    want = np.where(x > 1.0, 4, np.where(x > 0.0, 1, np.where(x > -1.0, 2, 0))).astype(np.uint8)
+    want[~brain] = 0
+    assert set(np.unique(labels)) <= set(CLASS_TO_LABEL.tolist())
+    np.testing.assert_array_equal(labels[brain], want[brain])
+
+
+def test_region_dice_bce_loss_on_volumes():
+    from keras import ops
+
+    from core.models.losses import region_dice_bce_loss
+    from core.volumes.brats_model import region_targets
+
+    classes = np.random.default_rng(0).integers(0, 4, size=(2, 8, 8, 8))
+    target = region_targets(classes)
+    loss = lambda pred: float(ops.convert_to_numpy(region_dice_bce_loss(target, pred.astype(np.float32))))
+    perfect, uniform = loss(target), loss(np.full(target.shape, 0.5))
+    inverted = loss(1.0 - target)
+    assert perfect < 1e-3 and uniform > 0.5 and inverted > uniform
+
+
+def test_unet3d_with_sigmoid_regions():
+    from core.models.segmenters import build_segmenter
+
+    model = build_segmenter("unet3d", input_size=None, channels=4, num_classes=3, base=2, depth=2, activation="sigmoid")
+    out = np.asarray(model.predict_on_batch(np.random.default_rng(0).normal(size=(1, 8, 8, 12, 4)).astype(np.float32)))
+    assert out.shape == (1, 8, 8, 12, 3) and out.min() > 0.0 and out.max() < 1.0
+    assert not np.allclose(out.sum(-1), 1.0)                                # independent channels, not a softmax
+
+
+def test_crop_batches_region_targets_and_scaling():
+    from core.train.brats import SCALE_RANGE, CropBatches
+
+    labels = np.zeros((40, 36, 30), np.uint8)
+    labels[10:30, 8:28, 6:24] = 2
+    labels[14:26, 12:24, 10:20] = 1
+    labels[17:23, 15:21, 13:17] = 4
+    volume = np.random.default_rng(0).normal(size=(40, 36, 30, 4)).astype(np.float32)
+    case = [("c", volume, labels, (1.0, 1.0, 1.0))]
+    plain = CropBatches(case, batch=8, crop=16, samples=8, seed=0, outputs="regions", tumour_fraction=1.0)
+    scaled = CropBatches(case, batch=8, crop=16, samples=8, seed=0, outputs="regions", tumour_fraction=1.0,
+                         scale_p=1.0)
+    for data in (plain, scaled):
+        x, y = data[0]
+        assert x.shape == (8, 16, 16, 16, 4) and y.shape == (8, 16, 16, 16, 3) and y.dtype == np.uint8
+        wt, tc, et = (y[..., i].astype(bool) for i in range(3))
+        assert not (et & ~tc).any() and not (tc & ~wt).any()               # nesting survives flips and scaling
+    # a cut of crop / scale voxels resampled to the crop: 19 (scale 0.85) down to 14 (scale 1.15)
+    assert (scaled.cut_side(SCALE_RANGE[0]), scaled.cut_side(SCALE_RANGE[1])) == (19, 14)
+    assert not np.array_equal(plain[0][1], scaled[0][1])
+    # classes targets without scaling are the ones drawn before the option existed (same seeds, same crops)
+    classes = CropBatches(case, batch=8, crop=16, samples=8, seed=0, tumour_fraction=1.0)
+    np.testing.assert_array_equal(classes[0][0], plain[0][0])
+    np.testing.assert_array_equal(classes[0][1][..., 1:].any(-1), plain[0][1][..., 0].astype(bool))
+
+
 # --------------------------------------------------------------------------- training, loading, tools
 
 
@@ -245,6 +351,35 @@ def test_volume_segmenter_loads_and_runs_the_trained_3d_model(trained_3d):
     assert export_runtime.default_models(out) == []                       # 3D models are not exported
     with pytest.raises(ValueError, match="3D"):
         export_runtime.export_model("unet3d_brats", out)
+
+
+def test_region_based_training_end_to_end(tmp_path):
+    """SLOW (~10 s): ``--outputs regions --scale-p`` trains sigmoid WT/TC/ET outputs, records them in
+    the card, and the app's segmenter turns them into BraTS labels."""
+    import keras
+
+    from core.train import brats
+    from core.volumes.case import read_case_folder
+
+    write_cases(tmp_path / "data")
+    argv = ["--model", "unet3d", "--data", str(tmp_path / "data"), "--test-cases", "1", "--val-cases", "1",
+            "--crop", "16", "--base", "4", "--depth", "2", "--epochs", "1", "--samples-per-epoch", "4",
+            "--batch", "2", "--workers", "1", "--outputs", "regions", "--scale-p", "0.5", "--name", "regions3d",
+            "--out", str(tmp_path / "out")]
+    with mock.patch.object(sys, "argv", ["brats.py", *argv]):
+        brats.main(argv)
+    card = json.loads((tmp_path / "out" / "manifest.json").read_text())["models"]["regions3d"]
+    assert card["output"]["kind"] == "regions" and card["output"]["channels"] == ["WT", "TC", "ET"]
+    assert card["loss"].startswith("soft Dice + binary cross-entropy") and "Region-based" in card["description"]
+    assert card["config"]["outputs"] == "regions" and card["config"]["scale_p"] == 0.5
+    assert "50% of them scaled by 0.85-1.15" in card["augmentation"]
+    model = keras.saving.load_model(tmp_path / "out" / card["file"], compile=False)
+    assert model.output_shape[-1] == 3
+    segmenter = VolumeSegmenter.load("regions3d", tmp_path / "out")
+    assert segmenter.output == "regions"
+    case = read_case_folder(tmp_path / "data" / "SYN_000")
+    labels = segmenter.segment(case.images, case.spacing_mm)
+    assert labels.shape == case.shape and set(np.unique(labels)) <= {0, 1, 2, 4}
 
 
 def test_2d_card_options_are_unchanged():
