@@ -52,6 +52,12 @@ for m in resnet_compact mobilenet_compact densenet_compact efficientnet_compact;
 done
 # Issues 2 and 4: the three segmenters on the same patient-wise split, whole 256 px slices.
 for m in resunet unet attention_unet; do JOB[$m]="$SEG --model $m --out $RUNS/segmenters"; done
+# Issue 19, run 3: the full-resolution slice segmenter (figshare holds 256 px slices): base width 32,
+# BCE + Dice with deep supervision, SGD with Nesterov momentum and a polynomial decay, the stronger
+# acquisition augmentation, foreground-biased 192 px crops; the mirrored TTA kept if validation gains.
+JOB[resunet_fullres]="$PY -m core.train.segmenter --model resunet --size 256 --crop 192 --base 32 --batch 16 \
+  --deep-supervision 2 --optimizer sgd --lr 1e-2 --schedule poly --augment acquisition --epochs ${SEG_EPOCHS:-150} \
+  --workers 6 --max-minutes $MIN --name resunet_fullres --out $RUNS/segmenters"
 # Issue 4: the original backbones from scratch, each followed by its evaluation artifacts. VGG19
 # has no batch normalisation: at the shared peak rate (1e-3) its loss never left the first
 # plateau (2026-11-25, loss 11.5 for 30 epochs), so it trains at 1e-4.
@@ -74,7 +80,7 @@ JOB[unet3d_brats]="$PY -m core.train.brats --model unet3d --split-like unet2d_br
 JOB[unet3d_regions]="$PY -m core.train.brats --model unet3d --outputs regions --scale-p 0.3 --split-like unet2d_brats \
   --crop 96 --window 128 --base 16 --depth 4 --batch 2 --epochs 60 --samples-per-epoch 400 --val-every 5 --workers 8 \
   --name unet3d_regions --max-minutes $MIN --out $RUNS/brats"
-ORDER="ms_resnet_compact ms_densenet_compact ms_efficientnet_compact ms_mobilenet_compact resnet_compact resunet xception inceptionv3 resnet50 vgg19 unet attention_unet densenet_compact \
+ORDER="ms_resnet_compact ms_densenet_compact ms_efficientnet_compact ms_mobilenet_compact resunet_fullres resnet_compact resunet xception inceptionv3 resnet50 vgg19 unet attention_unet densenet_compact \
   mobilenet_compact efficientnet_compact densenet121 efficientnetb0 stacking_backbones"
 
 queue=$(mktemp "$RUNS/queue.XXXX.txt")

@@ -266,8 +266,7 @@ def segment_probabilities(segmenter: Any, images: list[np.ndarray]) -> list[np.n
     from core.slices.segment import to_model_input, to_original_grid
 
     prepared = [to_model_input(image, segmenter.input_size) for image in images]
-    x = np.stack([p[0] for p in prepared])[..., None]
-    probs = np.asarray(segmenter.runner.predict_on_batch(x))[..., 0]
+    probs = segmenter.predict_inputs(np.stack([p[0] for p in prepared]))
     return [to_original_grid(p, geometry) for p, (_, geometry) in zip(probs, prepared)]
 
 

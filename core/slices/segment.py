@@ -114,11 +114,24 @@ class Segmenter(LoadedModel):
     def rules(self) -> PostProcessing:
         return rules_from_card(self.card)
 
+    @property
+    def tta(self) -> str:
+        """The card's test-time augmentation: ``"hflip"`` (the slice and its mirror averaged) or ``"none"``."""
+        return str(self.card.get("tta", "none"))
+
     def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """Tumour probability for every pixel of ``image`` ``(H, W)`` float32 in [0, 1]."""
+        """Tumour probability for every pixel of ``image`` ``(H, W)`` float32 in [0, 1] (with the card's
+        test-time augmentation, :attr:`tta`)."""
         x, geometry = to_model_input(image, self.input_size)
-        prob = np.asarray(self.runner.predict_on_batch(x[None, ..., None]))[0, ..., 0]
-        return to_original_grid(prob, geometry)
+        return to_original_grid(self.predict_inputs(x[None])[0], geometry)
+
+    def predict_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, S, S)`` of model inputs ``(N, S, S)`` (:func:`to_model_input`), in one call
+        of the runner; with ``tta="hflip"`` each input and its mirror go in the same batch and are averaged."""
+        if self.tta != "hflip":
+            return np.asarray(self.runner.predict_on_batch(x[..., None]))[..., 0]
+        both = np.asarray(self.runner.predict_on_batch(np.concatenate([x, x[:, :, ::-1]])[..., None]))[..., 0]
+        return (both[:len(x)] + both[len(x):, :, ::-1]) / 2.0
 
     def segment(self, image: np.ndarray, spacing_mm: tuple[float, float] | None,
                 rules: PostProcessing | None = None, prob: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -118,7 +118,11 @@ class CosineWithinBudget(keras.callbacks.Callback):
         if self.limit is not None:
             progress = max(progress, elapsed / self.limit)
         progress = min(1.0, progress)
-        return self.peak * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+        return self.peak * (self.floor + (1 - self.floor) * self.decay(progress))
+
+    def decay(self, progress: float) -> float:
+        """Share of the peak (above the floor) at ``progress`` in [0, 1]: half a cosine."""
+        return 0.5 * (1 + math.cos(math.pi * progress))
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.start = time.monotonic()
@@ -138,6 +142,20 @@ class CosineWithinBudget(keras.callbacks.Callback):
             if now - self.start + expected > self.limit:
                 self.stopped_early = epoch + 1 < self.epochs
                 self.model.stop_training = True
+
+
+class PolyWithinBudget(CosineWithinBudget):
+    """:class:`CosineWithinBudget` with nnU-Net's polynomial decay, ``(1 - progress) ** 0.9``, instead
+    of the cosine (the same warm-up, floor and time budget)."""
+
+    power = 0.9
+
+    def decay(self, progress: float) -> float:
+        return (1.0 - progress) ** self.power
+
+
+#: Learning-rate schedules a training CLI can name (``--schedule``).
+SCHEDULES: dict[str, type[CosineWithinBudget]] = {"cosine": CosineWithinBudget, "poly": PolyWithinBudget}
 
 
 def save_inference_model(model: keras.Model, rebuild: Callable[[], keras.Model], path: Path) -> keras.Model:

@@ -15,6 +15,15 @@ times cheaper than whole slices on a CPU) and predicts whole ``--size`` slices.
 region each sequence shows, tumour-free slices among them (:mod:`core.train.segmenter_mix`); the
 best epoch is then the one whose worst validation cell (figshare's validation patients, tcga_lgg
 fold 3 and the BraTS validation cases by sequence) is best.
+
+The full-resolution recipe (issue 19, run 3; a GPU's) adds nnU-Net's training choices, each an
+option: ``--deep-supervision 2`` (two coarser decoder levels predict the mask too,
+:mod:`core.models.deep_supervision`), ``--optimizer sgd --schedule poly`` (SGD with Nesterov
+momentum, polynomial decay), ``--augment acquisition`` (the classifier's stronger spatial and
+intensity augmentation: window/level, gamma, bias field, noise, blur, JPEG, low resolution,
+simulated skull stripping). After training, the left-right mirror's average is measured on the
+validation patients and kept as the model's test-time augmentation (the card's ``tta``, applied
+by the app) only when it scores higher.
 """
 from __future__ import annotations
 
@@ -30,7 +39,8 @@ import numpy as np
 from core import config
 from core.data.whole_slices import MASKED_SOURCES, load_whole_slices, masked_refs
 from core.evaluation.external import json_table
-from core.train.augment import augment_pair
+from core.models.deep_supervision import output_weights, with_deep_supervision
+from core.train.augment import AcquisitionConfig, augment_acquisition_pair, augment_pair
 from core.train.segmenter_mix import (FIGSHARE_CELL, cell_of, cell_scores, mixed_weights, selection_score,
                                       worst_score)
 from core.data.datasets import list_segmentation, load_segmentation, patient_split
@@ -39,7 +49,7 @@ from core.models.losses import bce_dice_loss, binary_dice_metric
 from core.models.segmenters import SEGMENTER_BUILDERS, build_segmenter
 from core.serving.registry import record_model
 from core.slices.segment import KEEP_RULES, PostProcessing, postprocess, rules_for_card
-from core.train.common import (BestWeights, CosineWithinBudget, ShuffledBatches, relative_to_repo, run_facts,
+from core.train.common import (SCHEDULES, BestWeights, ShuffledBatches, relative_to_repo, run_facts,
                                concatenate_logs, draw_by_weights, freeze_batchnorm, save_inference_model,
                                set_batchnorm_momentum, set_seed, training_command, warm_start)
 
@@ -49,6 +59,16 @@ SPLIT_KEYS = ("test_fold", "val_patients", "seed")
 #: Pixel spacing of the figshare slices at 256 px (0.49 mm at 512 px, per the dataset notes).
 FIGSHARE_SPACING_MM = (0.98, 0.98)
 
+#: ``--augment``: the card's words and the function that augments an (image, mask) pair.
+AUGMENTS = {
+    "standard": ("rotation ±10°, shift 0.1, zoom 0.1, brightness 0.8-1.2, horizontal flip", augment_pair),
+    "acquisition": ("rotation ±15°, shift 0.08, scale 0.85-1.15, horizontal flip; window/level, gamma 0.6-1.6, "
+                    "bias field, noise, blur/sharpen, JPEG, low resolution, simulated skull stripping",
+                    lambda image, mask, rng: augment_acquisition_pair(image, mask, rng, AcquisitionConfig())),
+}
+#: Gain in validation Dice the mirrored average must bring to become the model's test-time augmentation.
+TTA_MARGIN = 0.002
+
 
 class CropBatches(ShuffledBatches):
     """Augmented image/mask batches; crops centre on tumour with probability ``p_tumour``.
@@ -57,8 +77,10 @@ class CropBatches(ShuffledBatches):
     """
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, batch: int, crop: int, seed: int,
-                 p_tumour: float = 0.8, weights: np.ndarray | None = None, samples: int | None = None, **kwargs):
+                 p_tumour: float = 0.8, weights: np.ndarray | None = None, samples: int | None = None,
+                 augment: str = "standard", outputs: int = 1, **kwargs):
         self.weights, self.samples = weights, samples or len(images)
+        self.augment, self.outputs = AUGMENTS[augment][1], outputs
         super().__init__(len(images), batch, seed, **kwargs)
         self.images, self.masks, self.crop, self.p_tumour = images, masks, crop, p_tumour
 
@@ -87,11 +109,12 @@ class CropBatches(ShuffledBatches):
     def make_batch(self, take: np.ndarray, rng: np.random.Generator):
         xs, ys = [], []
         for i in take:
-            image, mask = augment_pair(self.images[i], self.masks[i], rng)
+            image, mask = self.augment(self.images[i], self.masks[i], rng)
             r0, c0 = self._crop_origin(mask, rng)
             xs.append(image[r0:r0 + self.crop, c0:c0 + self.crop])
             ys.append(mask[r0:r0 + self.crop, c0:c0 + self.crop])
-        return np.stack(xs)[..., None], np.stack(ys)[..., None].astype(np.float32)
+        y = np.stack(ys)[..., None].astype(np.float32)
+        return np.stack(xs)[..., None], (y if self.outputs == 1 else (y,) * self.outputs)
 
 
 def tune_postprocessing(probs: np.ndarray, masks: np.ndarray,
@@ -137,11 +160,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="keep the batch-normalisation statistics of --init-from (fine-tuning on other sources "
                         "otherwise re-estimates them on the mix, which moves figshare's own predictions)")
     p.add_argument("--samples-per-epoch", type=int, default=None,
-                   help="slices drawn per epoch with --extra-sources (default: twice the figshare training slices)")
+                   help="slices per epoch: drawn by weight with --extra-sources (default: twice the figshare training "
+                        "slices); without, the first of each epoch's shuffle (default: all)")
     p.add_argument("--init-from", type=Path, default=None,
                    help="continue from this saved model (same architecture and split): its card's "
                         "epochs and log are carried into the new card")
+    p.add_argument("--deep-supervision", type=int, default=0, metavar="LEVELS",
+                   help="also supervise this many coarser decoder levels (loss weights 1, 1/2, 1/4, ...)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
+                   help="sgd: Nesterov momentum --momentum (nnU-Net: --lr 1e-2 --schedule poly)")
+    p.add_argument("--momentum", type=float, default=0.99)
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), default="cosine",
+                   help="learning-rate decay within the epochs and the time budget")
+    p.add_argument("--augment", choices=sorted(AUGMENTS), default="standard",
+                   help="standard: geometry and brightness; acquisition: also contrast, bias, noise, blur, JPEG, "
+                        "resolution and skull stripping")
     return p.parse_args(argv)
+
+
+def make_optimizer(args: argparse.Namespace) -> keras.optimizers.Optimizer:
+    """AdamW, or SGD with Nesterov momentum (nnU-Net's), both with weight decay and clipped gradients."""
+    if args.optimizer == "sgd":
+        return keras.optimizers.SGD(args.lr, momentum=args.momentum, nesterov=True, weight_decay=args.weight_decay,
+                                    clipnorm=12.0)
+    return keras.optimizers.AdamW(args.lr, weight_decay=args.weight_decay, clipnorm=1.0)
+
+
+def mirrored_probabilities(model: keras.Model, x: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Probabilities ``(N, H, W)`` of ``x`` ``(N, H, W, 1)`` averaged with those of its left-right mirror."""
+    plain = model.predict(x, batch_size=batch, verbose=0)[..., 0]
+    mirrored = model.predict(x[:, :, ::-1], batch_size=batch, verbose=0)[:, :, ::-1, 0]
+    return (plain + mirrored) / 2.0
 
 
 def split_indices(listing, test_fold: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -181,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
         train_y = np.concatenate([train_y, extra["train"].y])
         weights = mixed_weights(len(train), extra["train"].refs, args.extra_share)
     batches = CropBatches(train_x, train_y, args.batch, crop, args.seed, weights=weights,
-                          samples=(args.samples_per_epoch or 2 * len(train)) if extra else None,
+                          samples=(args.samples_per_epoch or 2 * len(train)) if extra else args.samples_per_epoch,
+                          augment=args.augment, outputs=1 + args.deep_supervision,
                           workers=args.workers, use_multiprocessing=False, max_queue_size=8)
     x_val = (images[val].astype(np.float32) / 255.0)[..., None]
     val_cells = [FIGSHARE_CELL] * len(val) + ([cell_of(r) for r in extra["val"].refs] if extra else [])
@@ -200,15 +250,19 @@ def main(argv: list[str] | None = None) -> None:
     set_batchnorm_momentum(model, 0.9)
     if args.freeze_batchnorm:
         print(f"batch normalisation frozen in {freeze_batchnorm(model)} layers", flush=True)
-    model.compile(optimizer=keras.optimizers.AdamW(args.lr,
-                                                   weight_decay=args.weight_decay, clipnorm=1.0),
-                  loss=bce_dice_loss, metrics=[binary_dice_metric])
+    # the network that trains: ``model``, or with deep supervision a wrapper sharing its layers
+    trainer = with_deep_supervision(model, args.deep_supervision)
+    if args.deep_supervision:
+        trainer.compile(optimizer=make_optimizer(args), loss=[bce_dice_loss] * (1 + args.deep_supervision),
+                        loss_weights=output_weights(args.deep_supervision), metrics={"mask": [binary_dice_metric]})
+    else:
+        trainer.compile(optimizer=make_optimizer(args), loss=bce_dice_loss, metrics=[binary_dice_metric])
 
     class FullSizeValidation(keras.callbacks.Callback):
         """Validate on whole slices with the full-size twin (crop-size graphs cannot take them)."""
 
         def on_epoch_end(self, epoch, logs=None):
-            full.set_weights(self.model.get_weights())
+            full.set_weights(model.get_weights())
             hard = full.predict(x_all_val, batch_size=16, verbose=0)[..., 0] > 0.5
             logs["val_dice"] = float(np.mean([dice(h, t) for h, t in zip(hard[:len(val)], masks[val])]))
             print(f"  val_dice {logs['val_dice']:.4f}", flush=True)
@@ -226,8 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     if prior_log is not None and prior_log.is_file():  # keep the earlier epochs: this run overwrites the log
         prior_log = Path(shutil.copy(prior_log, log_path.with_suffix(".prior.csv")))
     best = BestWeights("val_selection" if extra else "val_dice", mode="max")
-    budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes)
-    history = model.fit(batches, epochs=args.epochs, verbose=2,
+    budget = SCHEDULES[args.schedule](args.lr, args.epochs, args.max_minutes)
+    history = trainer.fit(batches, epochs=args.epochs, verbose=2,
                         callbacks=[FullSizeValidation(), budget, keras.callbacks.CSVLogger(str(log_path)), best])
 
     if prior_log is not None and prior_log.is_file():
@@ -236,6 +290,13 @@ def main(argv: list[str] | None = None) -> None:
     full.set_weights(model.get_weights())
     probs = full.predict(x_all_val, batch_size=16, verbose=0)[..., 0]
     rules, val_dice = tune_postprocessing(probs[:len(val)], masks[val], FIGSHARE_SPACING_MM)
+    mirrored = mirrored_probabilities(full, x_val)
+    tta_rules, tta_dice = tune_postprocessing(mirrored, masks[val], FIGSHARE_SPACING_MM)
+    tta = "hflip" if tta_dice > val_dice + TTA_MARGIN else "none"
+    print(f"  validation Dice {val_dice:.4f}, with the mirrored average {tta_dice:.4f}: tta {tta}", flush=True)
+    plain_dice = val_dice
+    if tta == "hflip":
+        rules, val_dice = tta_rules, tta_dice
     val_cells_table = cell_scores(probs > 0.5, val_truth, val_cells) if extra else None
     path = args.out / f"{name}.keras"
     save_inference_model(full, build, path)
@@ -268,12 +329,17 @@ def main(argv: list[str] | None = None) -> None:
         **({"initialised_from": origin, "epochs_this_run": len(history.epoch)} if origin else {}),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                    if k not in {"data", "out", "workers"}},
-        "loss": "BCE + soft Dice",
+        "loss": "BCE + soft Dice" + (f", deep supervision of {args.deep_supervision} coarser decoder levels "
+                                     f"(output weights {[round(w, 3) for w in output_weights(args.deep_supervision)]})"
+                                     if args.deep_supervision else ""),
+        "optimizer": (f"SGD, Nesterov momentum {args.momentum}" if args.optimizer == "sgd" else "AdamW")
+                     + f", weight decay {args.weight_decay}, {args.schedule} decay from {args.lr}",
         "postprocessing": rules_for_card(rules),
-        "augmentation": "rotation ±10°, shift 0.1, zoom 0.1, brightness 0.8-1.2, horizontal flip; "
-                        f"{crop}px tumour-biased crops",
+        "tta": tta,
+        "augmentation": f"{AUGMENTS[args.augment][0]}; {crop}px tumour-biased crops",
         "stopped_by_time_budget": budget.stopped_early,
         "metrics": {"val": {"mean_dice": round(val_dice, 4), "threshold": rules.threshold, "n": int(len(val)),
+                            "mean_dice_without_tta": round(plain_dice, 4), "mean_dice_hflip_tta": round(tta_dice, 4),
                             **({"worst_cell": round(worst_score(val_cells_table), 4),
                                 "cells": json_table(val_cells_table)} if extra else {})}},
         "log": f"logs/{log_path.name}",

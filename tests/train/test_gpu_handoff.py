@@ -142,12 +142,12 @@ def test_gpu_queue_runs_each_job_once_and_marks_it_done(tmp_path: Path):
     env = {"PATH": "/usr/bin:/bin", "PYTHON": str(stand_in)}
     script = ROOT / "scripts" / "gpu_train.sh"
     runs = tmp_path / "runs"
-    jobs = ["ms_densenet_compact", "resnet_compact", "unet", "unet3d_regions", "vgg19"]
+    jobs = ["ms_densenet_compact", "resnet_compact", "resunet_fullres", "unet", "unet3d_regions", "vgg19"]
     out = subprocess.run(["bash", str(script), str(runs), "2", "2", *jobs],
                          env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and "queued 5 jobs" in out.stdout
+    assert out.returncode == 0 and "queued 6 jobs" in out.stdout
     deadline = time.monotonic() + 30
-    while len(list((runs / "done").glob("*"))) < 5 and time.monotonic() < deadline:
+    while len(list((runs / "done").glob("*"))) < 6 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert sorted(p.name for p in (runs / "done").iterdir()) == jobs
     assert all((runs / "done" / n).read_text().strip() == "0" for n in jobs)
@@ -164,6 +164,10 @@ def test_gpu_queue_runs_each_job_once_and_marks_it_done(tmp_path: Path):
     assert "--lr 1e-4" in vgg  # no batch normalisation: the shared peak rate never trains it
     assert f"-m core.evaluate artifacts --out {runs}/eval/vgg19" in vgg and "--models vgg19" in vgg
 
+    fullres = (runs / "logs" / "resunet_fullres.log").read_text()
+    for option in ("--base 32", "--deep-supervision 2", "--optimizer sgd", "--schedule poly", "--augment acquisition",
+                   "--name resunet_fullres", f"--out {runs}/segmenters"):
+        assert option in fullres
     regions = (runs / "logs" / "unet3d_regions.log").read_text()
     assert "-m core.train.brats --model unet3d --outputs regions" in regions and "--split-like unet2d_brats" in regions
     assert "--name unet3d_regions" in regions and f"--out {runs}/brats" in regions

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from core.train.common import CosineWithinBudget, ShuffledBatches, concatenate_logs
+from core.train.common import SCHEDULES, CosineWithinBudget, PolyWithinBudget, ShuffledBatches, concatenate_logs
 
 
 def test_cosine_warms_up_then_anneals_to_the_floor_by_the_last_epoch():
@@ -22,6 +22,19 @@ def test_time_budget_drives_the_cosine_when_it_runs_out_first():
     # Epoch 5 of 100 but half the budget spent: the cosine is at its half-way point.
     assert schedule.rate(5, elapsed=300.0) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert schedule.rate(6, elapsed=600.0) == pytest.approx(0.0)
+
+
+def test_poly_decays_like_nnunet_within_the_same_budget():
+    schedule = PolyWithinBudget(1e-2, epochs=12, warmup_epochs=2, floor=0.0)
+    assert schedule.rate(2, 0.0) == pytest.approx(1e-2)                      # the peak after the warm-up
+    assert schedule.rate(7, 0.0) == pytest.approx(1e-2 * 0.5 ** 0.9)         # half way: (1 - 0.5) ** 0.9
+    assert schedule.rate(12, 0.0) == pytest.approx(0.0)
+    # it stays above the cosine late and below it early (a polynomial of power 0.9 is nearly linear)
+    cosine = CosineWithinBudget(1e-2, epochs=12, warmup_epochs=2, floor=0.0)
+    assert schedule.rate(4, 0.0) < cosine.rate(4, 0.0) and schedule.rate(10, 0.0) > cosine.rate(10, 0.0)
+    timed = PolyWithinBudget(1e-2, epochs=100, minutes=10, warmup_epochs=0, floor=0.1)
+    assert timed.rate(5, elapsed=300.0) == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 ** 0.9))
+    assert set(SCHEDULES) == {"cosine", "poly"} and SCHEDULES["poly"] is PolyWithinBudget
 
 
 def test_concatenated_logs_renumber_epochs_and_keep_every_column(tmp_path):

@@ -80,3 +80,29 @@ def test_extra_sources_join_training_and_selection_by_cell(tiny_figshare, tmp_pa
     assert "tcga_lgg" in card["description"] and card["data"].endswith("$BTD_DATA_DIR/tcga_lgg, $BTD_DATA_DIR/brats")
     with (out / "logs" / "resunet.csv").open() as fh:
         assert "val_worst" in next(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_full_resolution_recipe_options_train_and_leave_one_inference_output(tiny_figshare, tmp_path):
+    """--deep-supervision, --optimizer sgd, --schedule poly, --augment acquisition: the training runs,
+    the saved model is the plain network (one output, no auxiliary heads) and the card says what ran."""
+    import keras
+    import numpy as np
+
+    from core.models.segmenters import build_segmenter
+
+    out = tmp_path / "weights"
+    card = train(tiny_figshare, out, "--deep-supervision", "1", "--optimizer", "sgd", "--lr", "1e-2",
+                 "--schedule", "poly", "--augment", "acquisition")
+    assert "deep supervision of 1 coarser decoder levels (output weights [0.667, 0.333])" in card["loss"]
+    assert card["optimizer"] == "SGD, Nesterov momentum 0.99, weight decay 0.0001, poly decay from 0.01"
+    assert card["augmentation"].startswith("rotation ±15°") and "skull stripping" in card["augmentation"]
+    val = card["metrics"]["val"]
+    assert card["tta"] in ("none", "hflip")
+    assert val["mean_dice"] == (val["mean_dice_hflip_tta"] if card["tta"] == "hflip" else val["mean_dice_without_tta"])
+    assert (card["tta"] == "hflip") == (val["mean_dice_hflip_tta"] > val["mean_dice_without_tta"] + segmenter.TTA_MARGIN)
+    model = keras.saving.load_model(out / card["file"], compile=False)
+    plain = build_segmenter("resunet", input_size=64, channels=1, num_classes=1, base=4, depth=2)
+    assert len(model.outputs) == 1 and len(model.get_weights()) == len(plain.get_weights())
+    assert not any(layer.name.startswith("aux") for layer in model.layers)
+    assert np.asarray(model.predict_on_batch(np.zeros((1, 64, 64, 1), np.float32))).shape == (1, 64, 64, 1)
