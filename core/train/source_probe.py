@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--normalisation", choices=("head", "rank"), default="head",
+                   help="the intensity normalisation of the inputs (head: the classifier's; rank: blind to the "
+                        "contrast curve, core.imaging.preprocess.rank_in_head)")
     return p.parse_args(argv)
 
 
@@ -49,19 +52,20 @@ def main(argv: list[str] | None = None) -> None:
     train, val = slices.where(split="train"), slices.where(split="val")
     source_of = np.array([SOURCES.index(s) for s in train.column("source")])
     batches = BalancedBatches(train.x, source_of, balanced_weights(train), 32, args.samples_per_epoch, args.seed,
-                              "head", AcquisitionConfig(), len(SOURCES), workers=2, use_multiprocessing=False,
+                              args.normalisation, AcquisitionConfig(), len(SOURCES), workers=2, use_multiprocessing=False,
                               max_queue_size=8)
     model = probe_compact(args.size, num_classes=len(SOURCES))
     model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=0.01), loss="categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(batches, epochs=args.epochs, verbose=2,
               callbacks=[CosineWithinBudget(2e-3, args.epochs, args.max_minutes, warmup_epochs=1)])
-    x = normalise_batch(val.x.astype(np.float32) / 255.0, "head")[..., None]
+    x = normalise_batch(val.x.astype(np.float32) / 255.0, args.normalisation)[..., None]
     pred = np.concatenate([np.asarray(model(x[i:i + 128], training=False)) for i in range(0, len(x), 128)]).argmax(1)
     truth = np.array([SOURCES.index(s) for s in val.column("source")])
     per_source = {s: round(float(np.mean(pred[truth == k] == k)), 4) for k, s in enumerate(SOURCES)}
     balanced = float(np.mean(list(per_source.values())))
-    result = {"balanced_accuracy": round(balanced, 4), "per_source_recall": per_source, "chance": round(1 / 3, 4),
+    result = {"normalisation": args.normalisation, "balanced_accuracy": round(balanced, 4),
+              "per_source_recall": per_source, "chance": round(1 / 3, 4),
               "n_val": int(len(val)), "seconds": round(time.monotonic() - started, 1)}
     print(json.dumps(result, indent=1))
     if args.json:
