@@ -35,7 +35,7 @@ from core.models.losses import dice_focal_loss, region_dice_bce_loss
 from core.models.segmenters import build_segmenter
 from core.serving.registry import record_model
 from core.train.common import (BestWeights, CosineWithinBudget, ShuffledBatches, relative_to_repo, run_facts,
-                               save_inference_model, set_batchnorm_momentum, set_seed, training_command)
+                               save_inference_model, set_batchnorm_momentum, set_seed, training_command, warm_start)
 from core.volumes.case import read_case_folder
 from core.volumes.regions import region_dice
 
@@ -383,6 +383,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="take the train/val/test cases from this model's card in weights/manifest.json (e.g. "
                         "unet2d_brats) instead of splitting the folders under --data; its test cases need not be there")
     p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from this saved model's weights, layer by layer where names and shapes match (e.g. "
+                        "a class model continued with --outputs regions: every layer but the output)")
     p.add_argument("--name", default=None, help="model name (default unet2d_brats or unet3d_brats)")
     p.add_argument("--out", type=Path, default=config.WEIGHTS_DIR)
     p.add_argument("--workers", type=int, default=2)
@@ -396,7 +399,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 #: Options left out of the card at these values (unused, or the behaviour before they existed).
-SILENT_DEFAULTS: dict[str, Any] = {"split_like": None, "outputs": "classes", "scale_p": 0.0}
+SILENT_DEFAULTS: dict[str, Any] = {"split_like": None, "outputs": "classes", "scale_p": 0.0, "init_from": None}
 
 
 def card_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -422,6 +425,10 @@ def main(argv: list[str] | None = None) -> None:
     recipe = RECIPES[args.model](args, train)
 
     model = recipe.build(recipe.train_size)
+    origin = warm_start(model, args.init_from, partial=True) if args.init_from else None
+    if origin:
+        origin.pop("config", None)
+        print(f"initialised from {args.init_from}; new layers: {', '.join(origin['new_layers']) or 'none'}", flush=True)
     set_batchnorm_momentum(model, 0.9)
     model.compile(optimizer=keras.optimizers.AdamW(args.lr,
                                                    weight_decay=args.weight_decay, clipnorm=1.0),
@@ -474,6 +481,7 @@ def main(argv: list[str] | None = None) -> None:
                             "n": len(val_dirs)}},
         "log": f"logs/{log_path.name}",
         "training_command": training_command("core.train.brats"),
+        **({"initialised_from": origin} if origin else {}),
         **run_facts(started),
     }
     record_model(args.name, card, args.out)

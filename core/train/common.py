@@ -245,18 +245,41 @@ def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, batch: int = 3
         layer.momentum = momentum
 
 
-def warm_start(model: keras.Model, path: Path) -> dict[str, Any]:
-    """Copy the weights of the saved model at ``path`` into ``model`` (same architecture).
+def copy_matching_layers(model: keras.Model, source: keras.Model) -> list[str]:
+    """Copy into ``model`` the weights of every layer of ``source`` with the same name and weight
+    shapes; returns the names of ``model``'s weighted layers left as they were (a new head)."""
+    by_name = {layer.name: layer for layer in source.layers}
+    kept = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        twin = by_name.get(layer.name)
+        if twin is None or [w.shape for w in twin.get_weights()] != [w.shape for w in layer.get_weights()]:
+            kept.append(layer.name)
+            continue
+        layer.set_weights(twin.get_weights())
+    return kept
+
+
+def warm_start(model: keras.Model, path: Path, partial: bool = False) -> dict[str, Any]:
+    """Copy the weights of the saved model at ``path`` into ``model`` (same architecture; with
+    ``partial``, every layer whose name and shapes match, e.g. all but a new output layer).
 
     Returns its provenance for the new card: file, sha256 and, when the manifest beside it has
-    the card of that exact file, the epochs, training command, log and config that produced it.
+    the card of that exact file, the epochs, training command, log and config that produced it
+    (with ``partial``, also ``new_layers``: the layers that were not copied).
     """
     from core.serving.registry import file_sha256, load_manifest
 
     source = keras.saving.load_model(path, compile=False)
-    model.set_weights(source.get_weights())
+    if partial:
+        fresh = copy_matching_layers(model, source)
+        if len(fresh) == len([layer for layer in model.layers if layer.weights]):
+            raise SystemExit(f"--init-from {path}: no layer of it matches this network")
+    else:
+        model.set_weights(source.get_weights())
     sha = file_sha256(path)
-    origin: dict[str, Any] = {"file": relative_to_repo(path), "sha256": sha}
+    origin: dict[str, Any] = {"file": relative_to_repo(path), "sha256": sha, **({"new_layers": fresh} if partial else {})}
     cards = load_manifest(path.parent).get("models", {}) if (path.parent / "manifest.json").is_file() else {}
     card = next((c for c in cards.values() if c.get("sha256") == sha), None)
     if card is not None:

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from core.train.common import SCHEDULES, CosineWithinBudget, PolyWithinBudget, ShuffledBatches, concatenate_logs
+from core.train.common import (SCHEDULES, CosineWithinBudget, PolyWithinBudget, ShuffledBatches, concatenate_logs,
+                               copy_matching_layers)
 
 
 def test_cosine_warms_up_then_anneals_to_the_floor_by_the_last_epoch():
@@ -89,3 +90,20 @@ def test_frozen_batchnorm_keeps_its_statistics_while_the_convolutions_learn():
     for old, new in zip(before, bn.get_weights()):
         np.testing.assert_array_equal(old, np.array(new))      # moving mean/variance, gamma, beta untouched
     assert not np.allclose(conv_before, np.array(model.layers[1].get_weights()[0]))
+
+
+def test_copy_matching_layers_leaves_only_a_new_head():
+    """A 4-class softmax U-Net's weights go into a 3-region sigmoid twin, all but its output layer."""
+    pytest.importorskip("keras")
+    from core.models.segmenters import build_segmenter
+
+    classes = build_segmenter("unet", input_size=32, channels=4, num_classes=4, base=4, depth=2)
+    regions = build_segmenter("unet", input_size=32, channels=4, num_classes=3, base=4, depth=2, activation="sigmoid")
+    head_before = [w.copy() for w in regions.get_layer("mask").get_weights()]
+    assert copy_matching_layers(regions, classes) == ["mask"]
+    for layer in regions.layers:
+        if layer.weights and layer.name != "mask":
+            for a, b in zip(layer.get_weights(), classes.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(a, b)
+    for a, b in zip(regions.get_layer("mask").get_weights(), head_before):
+        np.testing.assert_array_equal(a, b)

@@ -375,6 +375,18 @@ def test_region_based_training_end_to_end(tmp_path):
     assert "50% of them scaled by 0.85-1.15" in card["augmentation"]
     model = keras.saving.load_model(tmp_path / "out" / card["file"], compile=False)
     assert model.output_shape[-1] == 3
+    # a class model continued as a region model: every layer but the output comes from it
+    classes = ["--model", "unet3d", "--data", str(tmp_path / "data"), "--test-cases", "1", "--val-cases", "1",
+               "--crop", "16", "--base", "4", "--depth", "2", "--epochs", "1", "--samples-per-epoch", "2",
+               "--batch", "2", "--workers", "1", "--name", "classes3d", "--out", str(tmp_path / "out")]
+    brats.main(classes)
+    brats.main([*argv[:-4], "--name", "continued", "--init-from", str(tmp_path / "out" / "classes3d.keras"),
+                "--out", str(tmp_path / "out")])
+    cards = json.loads((tmp_path / "out" / "manifest.json").read_text())["models"]
+    origin = cards["continued"]["initialised_from"]
+    assert origin["new_layers"] == ["mask"] and origin["sha256"] == cards["classes3d"]["sha256"]
+    assert origin["epochs"] == 1 and "config" not in origin
+    assert cards["continued"]["config"]["init_from"].endswith("classes3d.keras")
     segmenter = VolumeSegmenter.load("regions3d", tmp_path / "out")
     assert segmenter.output == "regions"
     case = read_case_folder(tmp_path / "data" / "SYN_000")
