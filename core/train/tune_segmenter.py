@@ -4,7 +4,7 @@
 
 For a model trained before the component rule was part of the search: rebuilds the card's
 patient-wise split (``test_fold``, ``val_patients``, ``seed`` and ``size`` of its config),
-predicts the validation slices, searches threshold x component rule exactly as
+predicts the validation slices (with the card's test-time augmentation, ``tta``), searches threshold x component rule exactly as
 ``core.train.segmenter`` does at the end of training, and rewrites the card's
 ``postprocessing`` and ``metrics.val``. The weights are not changed; the held-out test fold is
 never read.
@@ -20,7 +20,7 @@ from core import config
 from core.data.datasets import list_segmentation, load_segmentation
 from core.serving.registry import editing_manifest, load_keras_model, model_card
 from core.slices.segment import rules_for_card
-from core.train.segmenter import FIGSHARE_SPACING_MM, split_indices, tune_postprocessing
+from core.train.segmenter import FIGSHARE_SPACING_MM, mirrored_probabilities, split_indices, tune_postprocessing
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     images, masks = load_segmentation(listing, int(cfg["size"]))
     _, val, _ = split_indices(listing, int(cfg["test_fold"]), float(cfg["val_patients"]), int(cfg["seed"]))
     model = load_keras_model(args.model, args.weights)
-    probs = model.predict((images[val].astype(np.float32) / 255.0)[..., None], batch_size=16, verbose=0)[..., 0]
+    x = (images[val].astype(np.float32) / 255.0)[..., None]
+    probs = (mirrored_probabilities(model, x) if card.get("tta") == "hflip"
+             else model.predict(x, batch_size=16, verbose=0)[..., 0])
     rules, val_dice = tune_postprocessing(probs, masks[val], FIGSHARE_SPACING_MM)
     with editing_manifest(args.weights) as manifest:
         stored = manifest["models"][args.model]

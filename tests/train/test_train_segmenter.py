@@ -106,3 +106,30 @@ def test_full_resolution_recipe_options_train_and_leave_one_inference_output(tin
     assert len(model.outputs) == 1 and len(model.get_weights()) == len(plain.get_weights())
     assert not any(layer.name.startswith("aux") for layer in model.layers)
     assert np.asarray(model.predict_on_batch(np.zeros((1, 64, 64, 1), np.float32))).shape == (1, 64, 64, 1)
+
+
+@pytest.mark.slow
+def test_tune_segmenter_predicts_with_the_cards_tta(tiny_figshare, tmp_path):
+    """python -m core.train.tune_segmenter re-searches the post-processing on the probabilities the
+    app computes: with the card's tta "hflip", each slice averaged with its mirror."""
+    import numpy as np
+
+    from core.data.datasets import list_segmentation, load_segmentation
+    from core.serving.registry import editing_manifest, load_keras_model
+    from core.train import tune_segmenter
+
+    out = tmp_path / "weights"
+    train(tiny_figshare, out)
+    with editing_manifest(out) as manifest:
+        manifest["models"]["resunet"]["tta"] = "hflip"
+    tune_segmenter.main(["--model", "resunet", "--data", str(tiny_figshare), "--weights", str(out)])
+    card = json.loads((out / "manifest.json").read_text())["models"]["resunet"]
+
+    listing = list_segmentation(tiny_figshare)
+    images, masks = load_segmentation(listing, 64)
+    _, val, _ = segmenter.split_indices(listing, 4, 0.15, 42)
+    x = (images[val].astype(np.float32) / 255.0)[..., None]
+    probs = segmenter.mirrored_probabilities(load_keras_model("resunet", out), x)
+    rules, want = segmenter.tune_postprocessing(probs, masks[val], segmenter.FIGSHARE_SPACING_MM)
+    assert card["metrics"]["val"]["mean_dice"] == round(want, 4)
+    assert card["postprocessing"]["threshold"] == rules.threshold and card["postprocessing"]["keep"] == rules.keep
