@@ -2,7 +2,7 @@
 
     python -m core.evaluate classification --data DIR [--json OUT] [--clean-list SPLIT.json]
     python -m core.evaluate segmentation   --data DIR [--json OUT] [--folds 4]
-    python -m core.evaluate brats          --data DIR [--json OUT] [--include-training] [--model NAME]
+    python -m core.evaluate brats          --data DIR [--json OUT] [--include-training] [--model NAME] [--weights DIR]
     python -m core.evaluate external       [--split test|val] [--json OUT] [--n-boot 1000]
     python -m core.evaluate external-segmentation [--split test|val] [--json OUT]
     python -m core.evaluate artifacts      [--data ROOT] [--out weights/eval] [--weights DIR] [--models NAME ...] [--force]
@@ -90,7 +90,7 @@ def run_segmentation(args: argparse.Namespace) -> str:
 
 
 def run_brats(args: argparse.Namespace) -> str:
-    result = evaluate_brats(args.data, args.include_training, name=args.model)
+    result = evaluate_brats(args.data, args.include_training, weights_dir=args.weights, name=args.model)
     if result["skipped_training_cases"]:
         print(f"skipped {len(result['skipped_training_cases'])} cases the model was trained or validated on")
     no_et = [c for c, s in result["cases"].items() if s["ET"]["empty_truth"] and s["ET"]["empty_pred"]]
@@ -190,6 +190,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--include-training", action="store_true",
                    help="also score cases the model was trained or validated on")
     b.add_argument("--model", default=None, help="BraTS model name in the manifest (default: the shipped one)")
+    b.add_argument("--weights", type=Path, default=None,
+                   help="weights folder holding that model and its manifest (default: weights/; e.g. a run's --out)")
     e = sub.add_parser("external", help="tumour vs no tumour on other sources, per source x sequence")
     e.add_argument("--split", choices=("test", "val"), default="test",
                    help="held-out patients (test) or the classifier's validation patients (val)")

@@ -121,3 +121,15 @@ def test_brats_json_is_strict_when_an_hd95_is_undefined(tmp_path, monkeypatch, c
     result = strict_json(out.read_text())
     assert result["cases"]["CASE_X"]["ET"]["hd95_mm"] is None and result["cases"]["CASE_X"]["ET"]["dice"] == 0.0
     assert result["mean"]["ET"]["hd95_mm"] is None and result["cases"]["CASE_X"]["WT"]["hd95_mm"] == 0.0
+
+    # --weights scores a model of another folder (a run's --out) by its name there
+    asked = []
+
+    def load(cls, name=None, weights_dir=None):
+        asked.append((name, weights_dir))
+        return _MissesEnhancingTumour(truth)
+
+    monkeypatch.setattr(brats_model.VolumeSegmenter, "load", classmethod(load))
+    assert evaluate.main(["brats", "--data", str(tmp_path / "data"), "--model", "candidate",
+                          "--weights", str(tmp_path / "run")]) == 0
+    assert asked == [("candidate", tmp_path / "run")]
