@@ -50,6 +50,8 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 MODEL_OPTIONS = {"unet2d": {"size"}, "unet3d": {"crop", "window", "overlap", "samples_per_epoch", "val_every", "scale_p"}}
 #: Range of the 3D crops' random scaling (``--scale-p`` of them are scaled).
 SCALE_RANGE = (0.85, 1.15)
+#: How the card names a network of each ``--outputs``.
+OUTPUT_WORDS = {"classes": "multi-class", "regions": "region-based"}
 #: Loss, and the card's words for it, per ``--outputs``.
 LOSSES = {"classes": (dice_focal_loss, "soft Dice over NCR/ED/ET + categorical focal (gamma 2)"),
           "regions": (region_dice_bce_loss, "soft Dice + binary cross-entropy over the WT, TC and ET sigmoids")}
@@ -309,10 +311,10 @@ def slice_recipe(args: argparse.Namespace, train) -> Recipe:
         build=builder("unet", args),
         train_size=args.size,
         predict=lambda model, volume: predict_classes(model, volume, output=args.outputs),
-        head={"description": "2D multi-class U-Net applied slice by slice to 3D BraTS cases: the stated CPU "
-                             "fallback of the original 3D U-Net (128³ crops), which needs a GPU to train. "
+        head={"description": f"2D {OUTPUT_WORDS[args.outputs]} U-Net applied slice by slice to 3D BraTS cases: the "
+                             "stated CPU fallback of the original 3D U-Net (128³ crops), which needs a GPU to train. "
                              "Trained from scratch.",
-              "architecture": "unet (2D, multi-class)"},
+              "architecture": f"unet (2D, {OUTPUT_WORDS[args.outputs]})"},
         input={"size": "any in-plane size (padded to a multiple of 16); trained on "
                        f"{args.size}px axial slices", "channels": list(MODALITIES),
                "range": NORMALISATION, "preprocess": "canonical RAS, axial slices volume[:, :, z]"},
