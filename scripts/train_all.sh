@@ -22,6 +22,9 @@ python -m core.registry promote unet --from runs/gpu/segmenters
 python -m core.train.segmenter --model attention_unet --size 256 --crop 160 --base 12 --epochs 24 --max-minutes 85 --workers 1
 python -m core.train.tune_segmenter --model attention_unet
 python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110
+# continued as a region-based model (sigmoid WT/TC/ET, Dice + BCE; every layer but the output kept): 8 CPU minutes
+python -m core.train.brats --base 12 --size 96 --outputs regions --init-from weights/unet2d_brats.keras --split-like unet2d_brats --epochs 12 --lr 1e-3 --max-minutes 50 --name unet2d_brats --out runs/brats_regions
+python -m core.registry promote unet2d_brats --from runs/brats_regions
 # the original 3D U-Net (a GPU: 18 minutes on an H100 beside other jobs), stored as float16 weights
 python -m core.train.brats --model unet3d --split-like unet2d_brats --crop 96 --base 16 --depth 4 --batch 2 --epochs 60 --samples-per-epoch 800 --workers 4 --max-minutes 18 --out runs/gpu/brats
 python -m core.registry promote unet3d_brats --from runs/gpu/brats --role comparison --fp16
