@@ -23,14 +23,13 @@ from typing import Any, Callable
 
 import keras
 import numpy as np
+from scipy import ndimage
 
 from core import config
 from core.train.augment import AugmentConfig, random_affine, warp
-from scipy import ndimage
-
 from core.volumes.brats_model import (CLASS_TO_LABEL, MODALITIES, REGION_OUTPUTS, REGION_THRESHOLD, WINDOW_OVERLAP,
-                                      VolumePostProcessing, labels_to_classes, normalise_case, postprocess_labels,
-                                      predict_classes, predict_classes_3d, region_targets)
+                                      VolumePostProcessing, labels_to_classes, normalise_case, output_channels,
+                                      postprocess_labels, predict_classes, predict_classes_3d, to_targets)
 from core.models.losses import dice_focal_loss, region_dice_bce_loss
 from core.models.segmenters import build_segmenter
 from core.serving.registry import record_model
@@ -108,15 +107,8 @@ def load_volumes(folders: list[Path]) -> list[tuple[str, np.ndarray, np.ndarray,
     return out
 
 
-def targets(classes: np.ndarray, outputs: str) -> np.ndarray:
-    """Training targets of class indices: one-hot classes ``(..., 4)`` or WT/TC/ET masks ``(..., 3)``."""
-    if outputs == "regions":
-        return region_targets(classes)
-    return np.equal(classes[..., None], np.arange(len(CLASS_TO_LABEL))).astype(np.uint8)
-
-
 class SliceBatches(ShuffledBatches):
-    """Augmented axial slices ``(B, S, S, 4)`` with float32 :func:`targets` ``(B, S, S, K)``."""
+    """Augmented axial slices ``(B, S, S, 4)`` with float32 targets ``(B, S, S, K)`` (:func:`~core.volumes.brats_model.to_targets`)."""
 
     def __init__(self, volumes, batch: int, size: int, seed: int, tumour_repeat: int = 2, outputs: str = "classes",
                  **kwargs):
@@ -150,12 +142,13 @@ class SliceBatches(ShuffledBatches):
             classes = warp(np.ascontiguousarray(classes), matrix, flip, is_mask=True)
             image = image * rng.uniform(0.9, 1.1, size=4) + rng.uniform(-0.1, 0.1, size=4)
             xs.append(image.astype(np.float32))
-            ys.append(targets(classes, self.outputs).astype(np.float32))
+            ys.append(to_targets(classes, self.outputs).astype(np.float32))
         return np.stack(xs), np.stack(ys)
 
 
 class CropBatches(keras.utils.PyDataset):
-    """Random augmented 3D crops ``(B, C, C, C, 4)`` float32 with :func:`targets` (uint8, ``(B, C, C, C, K)``).
+    """Random augmented 3D crops ``(B, C, C, C, 4)`` float32 with uint8 targets ``(B, C, C, C, K)``
+    (:func:`~core.volumes.brats_model.to_targets`).
 
     Each crop comes from a random training case; with probability ``tumour_fraction`` it is
     centred on a random tumour voxel (else anywhere); with probability ``scale_p`` it is cut
@@ -216,8 +209,7 @@ class CropBatches(keras.utils.PyDataset):
         rng = np.random.default_rng((self.seed, self.epoch, idx))
         n = min(self.batch, self.samples - idx * self.batch)
         xs = np.empty((n, *(self.crop,) * 3, len(MODALITIES)), dtype=np.float32)
-        channels = len(REGION_OUTPUTS) if self.outputs == "regions" else len(CLASS_TO_LABEL)
-        ys = np.empty((n, *(self.crop,) * 3, channels), dtype=np.uint8)
+        ys = np.empty((n, *(self.crop,) * 3, output_channels(self.outputs)), dtype=np.uint8)
         for i in range(n):
             image, labels, inside = self.cut(*self.cases[int(rng.integers(len(self.cases)))], rng)
             flips = tuple(axis for axis in range(3) if rng.random() < 0.5)
@@ -225,7 +217,7 @@ class CropBatches(keras.utils.PyDataset):
             shift = rng.uniform(-0.1, 0.1, size=4).astype(np.float32)
             np.multiply(np.flip(image, flips), scale, out=xs[i])
             xs[i] += np.flip(inside, flips)[..., None] * shift          # the shift inside the brain only
-            ys[i] = targets(np.flip(labels, flips), self.outputs)
+            ys[i] = to_targets(np.flip(labels, flips), self.outputs)
         return xs, ys
 
     def on_epoch_end(self) -> None:
@@ -296,10 +288,10 @@ class Recipe:
 
 def builder(kind: str, args: argparse.Namespace) -> Callable[[int | None], keras.Model]:
     """Fresh ``kind`` segmenters of the run's ``base``, ``depth`` and ``outputs`` at a given input size (None: any)."""
-    regions = args.outputs == "regions"
+    activation = "sigmoid" if args.outputs == "regions" else None
     return lambda size: build_segmenter(kind, input_size=size, channels=len(MODALITIES),
-                                        num_classes=len(REGION_OUTPUTS) if regions else len(CLASS_TO_LABEL),
-                                        base=args.base, depth=args.depth, activation="sigmoid" if regions else None)
+                                        num_classes=output_channels(args.outputs), base=args.base, depth=args.depth,
+                                        activation=activation)
 
 
 def slice_recipe(args: argparse.Namespace, train) -> Recipe:

@@ -85,6 +85,19 @@ def regions_to_classes(probs: np.ndarray, threshold: float = REGION_THRESHOLD) -
     return classes
 
 
+def output_channels(output: str = "classes") -> int:
+    """Channels of a network's last layer: four classes, or three regions."""
+    return len(REGION_OUTPUTS) if output == "regions" else len(CLASS_TO_LABEL)
+
+
+def to_targets(classes: np.ndarray, output: str = "classes") -> np.ndarray:
+    """Training targets ``(..., K)`` uint8 of class indices: one-hot classes, or the WT/TC/ET masks
+    (the inverse of :func:`to_classes`)."""
+    if output == "regions":
+        return region_targets(classes)
+    return np.equal(classes[..., None], np.arange(len(CLASS_TO_LABEL))).astype(np.uint8)
+
+
 def to_classes(probs: np.ndarray, output: str = "classes") -> np.ndarray:
     """Class indices of a network's output ``(..., K)``: the arg-max of softmax classes, or
     :func:`regions_to_classes` of sigmoid regions."""
