@@ -341,6 +341,7 @@ def evaluate_segmenter(name: str, cards: Cards, root: Path, opts: Options) -> di
     inputs = {"version": ARTIFACT_VERSION, "sha256": card["sha256"], "data": SEG_DATASET, "folds": list(SEG_FOLDS),
               "spacing_mm": SEG_SPACING_MM, "listing": _digest(rel), "n_boot": opts.n_boot,
               "postprocessing": rules_from_card(card).__dict__,  # re-tuned rules: a new evaluation
+              **({"tta": card["tta"]} if card.get("tta", "none") != "none" else {}),  # as the app predicts
               **_runtime_inputs([name], cards)}
     path = opts.out / "models" / f"{name}.json"
     if not _should_evaluate(name, path, inputs, opts, cards):

@@ -185,7 +185,8 @@ def _measure(name: str, repeats: int, weights_dir: Path | None, known: dict) -> 
     if task == "brats" and len(model.inputs[0].shape) == 5:   # a 3D one on windows of its card's side
         free_side = int(((card or {}).get("input") or {}).get("window", STAND_IN_WINDOW_3D))
     shape = tuple(int(d) if d is not None else free_side for d in model.inputs[0].shape[1:])
-    tta = comparison.protocol_tta() if task == "classification" else "none"
+    # classifiers: the comparison's protocol; a 2D segmenter: its card's own (the app applies it)
+    tta = comparison.protocol_tta() if task == "classification" else str((card or {}).get("tta", "none"))
     batch = 2 if tta == "hflip" else 1
     ms = _forward_ms(model, shape, repeats, batch)
     runner = registry.load_inference_model(name, model, weights_dir) if source == "trained weights" else model

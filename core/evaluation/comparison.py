@@ -165,7 +165,7 @@ def planned_models() -> list[PlannedModel]:
         _segmenter("resunet", "ResUNet (shipped)", "shipped", cards),
         _segmenter("unet", "U-Net", "comparison", cards),
         _segmenter("attention_unet", "Attention U-Net", "comparison", cards),
-        PlannedModel("unet2d_brats", "brats", "2D multi-class U-Net, slice by slice (BraTS)", "shipped", "cpu",
+        PlannedModel("unet2d_brats", "brats", "2D region-based U-Net, slice by slice (BraTS)", "shipped", "cpu",
                      cards.get("unet2d_brats", {}).get(
                          "training_command", "python -m core.train.brats --base 12 --size 96 --epochs 30 --max-minutes 110"),
                      "unet2d_brats"),
