@@ -13,6 +13,7 @@ import numpy as np
 from core.imaging.morphology import (fill_holes, foreground_box, keep_largest_component, keep_most_confident_component,
                              remove_small_components)
 from core.imaging.preprocess import segmenter_input
+from core.slices.classify import with_mirrors
 from core.serving.registry import LoadedModel
 
 
@@ -101,6 +102,13 @@ def postprocess(prob: np.ndarray, spacing_mm: tuple[float, float] | None, rules:
     return out
 
 
+def mean_over_mirrored_maps(maps: np.ndarray) -> np.ndarray:
+    """The mean of the two halves of the probability maps of :func:`core.slices.classify.with_mirrors`'
+    inputs, the second half mirrored back first."""
+    n = len(maps) // 2
+    return (maps[:n] + maps[n:, :, ::-1]) / 2.0
+
+
 class Segmenter(LoadedModel):
     """A loaded 2D segmenter (:class:`~core.serving.registry.LoadedModel`) with its card's input size and
     post-processing rules."""
@@ -130,8 +138,7 @@ class Segmenter(LoadedModel):
         of the runner; with ``tta="hflip"`` each input and its mirror go in the same batch and are averaged."""
         if self.tta != "hflip":
             return np.asarray(self.runner.predict_on_batch(x[..., None]))[..., 0]
-        both = np.asarray(self.runner.predict_on_batch(np.concatenate([x, x[:, :, ::-1]])[..., None]))[..., 0]
-        return (both[:len(x)] + both[len(x):, :, ::-1]) / 2.0
+        return mean_over_mirrored_maps(np.asarray(self.runner.predict_on_batch(with_mirrors(x)[..., None]))[..., 0])
 
     def segment(self, image: np.ndarray, spacing_mm: tuple[float, float] | None,
                 rules: PostProcessing | None = None, prob: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

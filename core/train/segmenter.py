@@ -48,7 +48,8 @@ from core.imaging.metrics import dice
 from core.models.losses import bce_dice_loss, binary_dice_metric
 from core.models.segmenters import SEGMENTER_BUILDERS, build_segmenter
 from core.serving.registry import record_model
-from core.slices.segment import KEEP_RULES, PostProcessing, postprocess, rules_for_card
+from core.slices.classify import with_mirrors
+from core.slices.segment import KEEP_RULES, PostProcessing, mean_over_mirrored_maps, postprocess, rules_for_card
 from core.train.common import (SCHEDULES, BestWeights, ShuffledBatches, relative_to_repo, run_facts,
                                concatenate_logs, draw_by_weights, freeze_batchnorm, save_inference_model,
                                set_batchnorm_momentum, set_seed, training_command, warm_start)
@@ -187,10 +188,9 @@ def make_optimizer(args: argparse.Namespace) -> keras.optimizers.Optimizer:
 
 
 def mirrored_probabilities(model: keras.Model, x: np.ndarray, batch: int = 16) -> np.ndarray:
-    """Probabilities ``(N, H, W)`` of ``x`` ``(N, H, W, 1)`` averaged with those of its left-right mirror."""
-    plain = model.predict(x, batch_size=batch, verbose=0)[..., 0]
-    mirrored = model.predict(x[:, :, ::-1], batch_size=batch, verbose=0)[:, :, ::-1, 0]
-    return (plain + mirrored) / 2.0
+    """Probabilities ``(N, H, W)`` of ``x`` ``(N, H, W, 1)`` averaged with those of its left-right mirror
+    (as the app's :meth:`core.slices.segment.Segmenter.predict_inputs` does)."""
+    return mean_over_mirrored_maps(model.predict(with_mirrors(x), batch_size=batch, verbose=0)[..., 0])
 
 
 def split_indices(listing, test_fold: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
