@@ -133,6 +133,15 @@ def head_mask(unit: np.ndarray, rel_threshold: float = 0.12) -> np.ndarray:
     return ndimage.binary_fill_holes(smooth > rel_threshold * ref)
 
 
+def head_pixels(data: np.ndarray, erosion: int = 0) -> np.ndarray:
+    """The values of the head's pixels (:func:`head_mask`, eroded by ``erosion`` px), or of the whole
+    frame when those cover under 5 % of it."""
+    mask = head_mask(data)
+    if erosion:
+        mask = ndimage.binary_erosion(mask, iterations=erosion)
+    return data[mask] if mask.mean() >= 0.05 else data.ravel()
+
+
 def normalise_in_head(unit: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.0) -> np.ndarray:
     """Map the ``low_pct``-``high_pct`` percentiles of the head's pixels to [0, 1] (background stays dark).
 
@@ -141,9 +150,7 @@ def normalise_in_head(unit: np.ndarray, low_pct: float = 1.0, high_pct: float = 
     under 5 % of it.
     """
     data = unit.astype(np.float32)
-    mask = ndimage.binary_erosion(head_mask(data), iterations=3)
-    values = data[mask] if mask.mean() >= 0.05 else data.ravel()
-    lo, hi = np.percentile(values, [low_pct, high_pct])
+    lo, hi = np.percentile(head_pixels(data, erosion=3), [low_pct, high_pct])
     if hi - lo < 1e-3:                  # a flat head: scale by its level alone
         lo, hi = 0.0, max(float(hi), 1e-3)
     return np.clip((data - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
@@ -157,8 +164,7 @@ def rank_in_head(unit: np.ndarray) -> np.ndarray:
     the whole frame when the head covers under 5 % of it (as :func:`normalise_in_head`).
     """
     data = unit.astype(np.float32)
-    mask = head_mask(data)
-    reference = np.sort(data[mask] if mask.mean() >= 0.05 else data.ravel())
+    reference = np.sort(head_pixels(data))
     if reference[-1] - reference[0] < 1e-6:     # a flat frame: nothing to order
         return np.zeros(data.shape, np.float32)
     darker = np.searchsorted(reference, data, side="left")

@@ -116,13 +116,16 @@ class Validation(keras.callbacks.Callback):
         print(f"epoch {epoch + 1}: val_worst {worst:.4f} " + " ".join(f"{k} {v:.3f}" for k, v in acc.items()), flush=True)
 
 
+#: The card's words for each ``--normalisation``.
+NORMALISATION_TEXT = {"head": "head percentiles to [0, 1]", "rank": "each pixel's rank among the head's pixels, in [0, 1]"}
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_sampled_training_args(p, sources=["brats", "tcga_lgg"], epochs=12, samples=8000, batch=64, lr=2e-3, name=NAME)
     p.add_argument("--tta", choices=TTA_MODES, default="hflip",
                    help="test-time augmentation for validation, the card's figures and the app (hflip: the crop and "
                         "its mirror averaged)")
-    p.add_argument("--normalisation", choices=("head", "rank"), default="head",
+    p.add_argument("--normalisation", choices=sorted(NORMALISATION_TEXT), default="head",
                    help="intensity normalisation of the crop (core.imaging.preprocess.NORMALISATIONS): head "
                         "percentiles, or each pixel's rank among the head's pixels (blind to the contrast curve)")
     p.add_argument("--rescore", action="store_true",
@@ -130,9 +133,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "with --tta, and record that TTA in the card")
     return p.parse_args(argv)
 
-
-#: The card's words for each ``--normalisation``.
-NORMALISATION_TEXT = {"head": "head percentiles to [0, 1]", "rank": "each pixel's rank among the head's pixels, in [0, 1]"}
 
 #: What each source contributes, for the card's description.
 SOURCE_TEXT = {"brats": "BraTS (4 sequences; planes by re-slicing)", "tcga_lgg": "tcga_lgg (3 sequences, axial)",
