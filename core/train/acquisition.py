@@ -40,6 +40,11 @@ NAME = "sequence_plane"
 AUGMENT = replace(AcquisitionConfig(), gamma=(0.8, 1.25), window_low=0.06, window_high=0.1)
 
 
+def augmentation(gamma: tuple[float, float] = AUGMENT.gamma) -> AcquisitionConfig:
+    """:data:`AUGMENT` with the contrast curve's gamma drawn log-uniformly from ``gamma``."""
+    return replace(AUGMENT, gamma=(float(gamma[0]), float(gamma[1])))
+
+
 def targets(slices: SliceSet) -> np.ndarray:
     """One-hot sequence then plane, laid out like the model's output."""
     seq = np.array([SEQUENCES.index(s) for s in slices.column("sequence")])
@@ -65,12 +70,13 @@ class Batches(WeightedDraws):
     11 371 weighted slices, half the training slices were never seen.)
     """
 
-    def __init__(self, slices: SliceSet, batch: int, samples: int, seed: int, normalisation: str = "head", **kwargs):
-        self.slices, self.y, self.normalisation = slices, targets(slices), normalisation
+    def __init__(self, slices: SliceSet, batch: int, samples: int, seed: int, normalisation: str = "head",
+                 augment: AcquisitionConfig = AUGMENT, **kwargs):
+        self.slices, self.y, self.normalisation, self.augment = slices, targets(slices), normalisation, augment
         super().__init__(sampling_weights(slices), batch, samples, seed, **kwargs)
 
     def make_batch(self, take: np.ndarray, rng: np.random.Generator):
-        x = np.stack([augment_acquisition(self.slices.x[i], rng, AUGMENT) for i in take])
+        x = np.stack([augment_acquisition(self.slices.x[i], rng, self.augment) for i in take])
         return normalise_batch(x, self.normalisation)[..., None], self.y[take]
 
 
@@ -128,6 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--normalisation", choices=sorted(NORMALISATION_TEXT), default="head",
                    help="intensity normalisation of the crop (core.imaging.preprocess.NORMALISATIONS): head "
                         "percentiles, or each pixel's rank among the head's pixels (blind to the contrast curve)")
+    p.add_argument("--gamma", type=float, nargs=2, default=list(AUGMENT.gamma), metavar=("LOW", "HIGH"),
+                   help="range of the augmentation's contrast curve x**g (g log-uniform): wider ranges show the "
+                        "recogniser scanners whose tissue brightness differs more")
     p.add_argument("--rescore", action="store_true",
                    help="train nothing: re-measure the card of the model NAME in --out on the current catalogue "
                         "with --tta, and record that TTA in the card")
@@ -182,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     best = BestWeights("val_worst", mode="max")
     budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes, warmup_epochs=1)
-    batches = Batches(train, args.batch, args.samples_per_epoch, args.seed, args.normalisation, workers=args.workers,
+    batches = Batches(train, args.batch, args.samples_per_epoch, args.seed, args.normalisation,
+                      augmentation(args.gamma), workers=args.workers,
                       use_multiprocessing=False, max_queue_size=8)
     history = model.fit(batches, epochs=args.epochs, verbose=2,
                         callbacks=[budget, Validation(val, args.tta, args.normalisation), best,
@@ -214,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": len(history.epoch),
         "best_epoch": best.best_epoch + 1,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in {"out", "workers", "rescore"}},
-        "augmentation": "balanced over sequence x plane x source; window/level, gamma 0.8-1.25, bias field, noise, "
+        "augmentation": f"balanced over sequence x plane x source; window/level, gamma {args.gamma[0]:g}-{args.gamma[1]:g}, "
+                        "bias field, noise, "
                         "blur/sharpen, JPEG, low resolution, simulated skull stripping, rotation ±15°, scale, "
                         "shift, horizontal flip",
         "stopped_by_time_budget": budget.stopped_early,

@@ -54,6 +54,31 @@ def test_to_json_is_serialisable_and_complete():
     assert isinstance(acq, Acquisition)
 
 
+def test_gamma_option_widens_only_the_contrast_curve_of_the_recogniser_augmentation():
+    from dataclasses import asdict
+
+    from core.train.acquisition import AUGMENT, Batches, augmentation
+
+    wide = augmentation((0.45, 2.2))
+    assert wide.gamma == (0.45, 2.2) and augmentation() == AUGMENT
+    assert {k: v for k, v in asdict(wide).items() if k != "gamma"} == {
+        k: v for k, v in asdict(AUGMENT).items() if k != "gamma"}
+    # the configured curve reaches the drawn batch: same draws, gamma 3 gives a darker head than 1/3
+    from core.data.slice_refs import SliceRef, SliceSet
+
+    yy, xx = np.mgrid[:48, :48]
+    head = np.where((yy - 24) ** 2 + (xx - 24) ** 2 < 20 ** 2, 40 + 4 * xx, 0).astype(np.uint8)
+    refs = [SliceRef("brats", "train", "glioma", "case", "t1", "axial", f"case/t1/axial/{k}") for k in range(4)]
+    slices = SliceSet(refs, np.stack([head] * 4))
+    means = {}
+    for g in (3.0, 1 / 3):
+        batches = Batches(slices, 4, 4, 0, augment=augmentation((g, g)))
+        assert batches.augment.gamma == (g, g)
+        x, _ = batches.make_batch(np.arange(4), np.random.default_rng(0))
+        means[g] = float(x[x > 0].mean())
+    assert means[3.0] < means[1 / 3] - 0.1
+
+
 # --------------------------------------------------------------------------- end-to-end CLI (slow)
 
 
@@ -125,10 +150,12 @@ def test_cli_rank_normalisation_travels_to_the_card_the_app_and_the_rescore(tmp_
     syn.isolate(monkeypatch, tree, tmp_path / "cache", tmp_path / "weights")
     out = tmp_path / "out"
     train_acquisition.main(["--sources", "brats", "tcga_lgg", "--size", "32", "--epochs", "1", "--normalisation",
-                            "rank", "--samples-per-epoch", "32", "--batch", "16", "--workers", "1", "--out", str(out)])
+                            "rank", "--gamma", "0.5", "2", "--samples-per-epoch", "32", "--batch", "16", "--workers",
+                            "1", "--out", str(out)])
     card = json.loads((out / "manifest.json").read_text())["models"]["sequence_plane"]
     assert card["input"]["normalisation"] == "rank" and "rank among the head's pixels" in card["input"]["preprocess"]
     assert card["config"]["normalisation"] == "rank"
+    assert card["config"]["gamma"] == [0.5, 2.0] and "gamma 0.5-2," in card["augmentation"]
 
     loaded = AcquisitionModel.load("sequence_plane", out)
     assert loaded.normalisation == "rank"
