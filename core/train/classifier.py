@@ -87,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --sources: also make tumours SHARE of the draws within each sequence (default 0.5; 0.75 "
                         "keeps the class shares), the 4-class images' sequence recognised by the shipped "
                         "sequence/plane model")
+    p.add_argument("--hard-examples", type=float, default=None, metavar="SHARE",
+                   help="with --sources: move SHARE of each source x class cell's draws to the slices the shipped "
+                        "ensemble still gets wrong, in proportion to 1 - its probability of the true class")
     p.add_argument("--samples-per-epoch", type=int, default=6000, help="with --sources: slices drawn per epoch")
     p.add_argument("--normalisation", choices=NORMALISATIONS, default=None,
                    help="input intensity normalisation (default: head with --sources, unit otherwise)")
@@ -199,6 +202,34 @@ def _sequence_recogniser(args: argparse.Namespace) -> Any | None:
         raise SystemExit(f"--balance-sequence needs the shipped sequence/plane model: {exc}") from exc
 
 
+def _hard_example_scorer(args: argparse.Namespace) -> Any | None:
+    """The shipped ensemble when ``--hard-examples`` needs it; checks the share before any data is loaded."""
+    if args.hard_examples is None:
+        return None
+    if not 0.0 < args.hard_examples < 1.0:
+        raise SystemExit(f"--hard-examples takes a share between 0 and 1, got {args.hard_examples}")
+    from core.errors import ModelUnavailable
+    from core.slices.classify import Classifier
+
+    try:
+        return Classifier.load()
+    except ModelUnavailable as exc:
+        raise SystemExit(f"--hard-examples needs the shipped ensemble: {exc}") from exc
+
+
+def _hard_examples(train: Any, weights: np.ndarray, share: float, scorer: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """Balanced ``weights`` with ``share`` of each source x class cell moved to what ``scorer`` (the
+    shipped ensemble) gets wrong (:func:`core.train.multisource.hard_example_weights`), and the card's record."""
+    from core.train.multisource import difficulty_of, hard_example_weights
+
+    print("scoring the training slices with the shipped ensemble ...", flush=True)
+    difficulty = difficulty_of(train, scorer)
+    cells = np.array([f"{r.source}/{r.label}" for r in train.refs])
+    record = {"share": share, "scored_by": scorer.versions(),
+              "mean_difficulty": {c: round(float(difficulty[cells == c].mean()), 4) for c in sorted(set(cells))}}
+    return hard_example_weights(weights, cells, difficulty, share), record
+
+
 def train_multisource(args: argparse.Namespace) -> None:
     """``--sources``: balanced multi-source training, selected on the worst validation cell."""
     from core.evaluation.external import json_table
@@ -211,6 +242,7 @@ def train_multisource(args: argparse.Namespace) -> None:
     args.normalisation = args.normalisation or "head"
     set_seed(args.seed)
     recogniser = _sequence_recogniser(args)
+    scorer = _hard_example_scorer(args)
     print(f"loading sources {' '.join(args.sources)} at {args.size}px ...", flush=True)
     slices = load_sources(args.sources, args.size, progress=lambda what: print(f"  {what}", flush=True))
     train, val = slices.where(split="train"), slices.where(split="val")
@@ -230,6 +262,9 @@ def train_multisource(args: argparse.Namespace) -> None:
         tumour = np.array([r.tumour for r in train.refs])
         weights = tumour_balanced_within_sequence(weights, tumour, sequences_with_estimates(train, recogniser),
                                                   share=args.balance_sequence)
+    hard = None
+    if scorer is not None:
+        weights, hard = _hard_examples(train, weights, args.hard_examples, scorer)
     batches = BalancedBatches(train.x, train.labels(), weights, args.batch, args.samples_per_epoch,
                               args.seed, args.normalisation, augment, workers=args.workers,
                               use_multiprocessing=False, max_queue_size=8)
@@ -263,7 +298,10 @@ def train_multisource(args: argparse.Namespace) -> None:
                         + (f"; {mirrored} tumour-free BraTS slices made by reflecting the healthy hemisphere "
                            "(core.data.mirrored)" if mirrored else "")
                         + (f"; tumours {args.balance_sequence:.2f} of the draws within each sequence"
-                           if args.balance_sequence is not None else ""),
+                           if args.balance_sequence is not None else "")
+                        + (f"; {args.hard_examples:.2f} of each source x class cell's draws moved to the slices "
+                           "the shipped ensemble gets wrong" if hard else ""),
+        **({"hard_examples": hard} if hard else {}),
         "metrics": {"val": {"worst_auc_or_accuracy": round(rank, 4), "worst": round(score, 4), "n": int(len(val)),
                             "cells": json_table(table)}},
     })

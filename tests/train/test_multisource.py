@@ -69,6 +69,48 @@ def test_tumour_balanced_within_sequence_equalises_each_sequence_and_keeps_its_s
     assert w75[here & tumour].sum() == pytest.approx(3 * w75[here & ~tumour].sum())
 
 
+def test_hard_example_weights_move_mass_to_hard_slices_within_each_cell():
+    cells = np.array(["tcga/glioma"] * 4 + ["tcga/notumor"] * 3 + ["fourclass/pituitary"] * 2)
+    w0 = np.array([1, 1, 2, 0, 3, 3, 3, 5, 5], float)
+    difficulty = np.array([0.0, 0.0, 0.0, 0.8, 0.1, 0.1, 0.8, 0.0, 0.0])
+    w = multisource.hard_example_weights(w0, cells, difficulty, share=0.5)
+    assert w.sum() == pytest.approx(1.0) and (w >= 0).all()
+    for cell in set(cells):                                   # the class x source balance is kept
+        assert w[cells == cell].sum() == pytest.approx(w0[cells == cell].sum() / w0.sum())
+    # half of the glioma cell's mass goes to its one hard slice, which had no weight before
+    assert w[3] == pytest.approx(0.5 * 4 / 23)
+    np.testing.assert_allclose(w[:3] / w[0], [1.0, 1.0, 2.0])  # the easy ones keep their ratios
+    assert w[6] > w[4] == pytest.approx(w[5])                # harder draws more within a cell
+    np.testing.assert_allclose(w[7:], w0[7:] / w0.sum())     # a fitted cell keeps its weights
+    np.testing.assert_allclose(multisource.hard_example_weights(w0, cells, difficulty, 0.0), w0 / w0.sum())
+    with pytest.raises(ValueError, match="share"):
+        multisource.hard_example_weights(w0, cells, difficulty, 1.0)
+
+
+def test_difficulty_of_is_one_minus_the_ensembles_probability_of_the_true_class():
+    s = _slices([("glioma", "tcga_lgg", "flair", "axial", 2), ("notumor", "brats", "t1", "axial", 1)])
+    calls = []
+
+    class Ensemble:
+        def sizes(self):
+            return {24}
+
+        def probabilities_from_inputs(self, x_by_size):
+            calls.append({k: v.shape for k, v in x_by_size.items()})
+            assert x_by_size[24].max() <= 1.0
+            return {"m": np.zeros((3, 4))}
+
+        def ensemble_probabilities(self, member_probs):
+            p = np.full((3, 4), 0.1)
+            p[0, config.CLASS_NAMES.index("glioma")] = 0.7
+            p[1, config.CLASS_NAMES.index("notumor")] = 0.7
+            p[2, config.CLASS_NAMES.index("notumor")] = 0.7
+            return p
+
+    np.testing.assert_allclose(multisource.difficulty_of(s, Ensemble()), [0.3, 0.9, 0.3])
+    assert calls == [{24: (3, 24, 24)}]
+
+
 def test_sequences_with_estimates_asks_the_recogniser_only_for_unlabelled_slices():
     s = _slices(SPEC)
     seen = []
@@ -211,5 +253,78 @@ def test_cli_balance_sequence_without_a_recogniser_stops_with_a_clear_message(tm
     with pytest.raises(SystemExit, match="--mirror-healthy needs brats"):
         classifier.main(["--model", "resnet_compact", "--sources", "fourclass", "--mirror-healthy", "--out",
                          str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="needs the shipped ensemble"):
+        classifier.main([*base, "--hard-examples", "0.5"])
+    with pytest.raises(SystemExit, match="--hard-examples takes a share between 0 and 1"):
+        classifier.main([*base, "--hard-examples", "1"])
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npz"))   # nothing loaded
+
+
+@pytest.mark.slow
+def test_cli_hard_examples_score_the_training_slices_and_reach_the_draws_and_the_card(tmp_path, monkeypatch):
+    """SLOW (~25 s): ``--hard-examples`` scores every training slice once with the shipped ensemble (a
+    stand-in here, whose "no tumour" probability grows with the crop's brightness), moves part of each
+    cell's draws to the slices it gets wrong, keeps every cell's mass, and the card records it."""
+    from core.slices import classify
+    from core.train import classifier, multisource as ms
+
+    tree = syn.build_tree(tmp_path / "data")
+    syn.isolate(monkeypatch, tree, tmp_path / "cache", tmp_path / "weights")
+    no_tumour = config.CLASS_NAMES.index(config.NO_TUMOUR_CLASS)
+
+    class BrightMeansNoTumour:
+        def __init__(self):
+            self.scored, self.probs = 0, None
+
+        def sizes(self):
+            return {32}
+
+        def probabilities_from_inputs(self, x_by_size):
+            x = x_by_size[32]
+            p_none = np.clip(x.mean(axis=(1, 2)) / max(float(x.mean(axis=(1, 2)).max()), 1e-6), 0.05, 0.95)
+            self.probs = np.repeat(((1.0 - p_none) / 3.0)[:, None], 4, axis=1)
+            self.probs[:, no_tumour] = p_none
+            return {"m": self.probs}
+
+        def ensemble_probabilities(self, member_probs):
+            self.scored += len(member_probs["m"])
+            return member_probs["m"]
+
+        def versions(self):
+            return {"stand_in": "f" * 64}
+
+    scorer = BrightMeansNoTumour()
+    monkeypatch.setattr(classify.Classifier, "load", classmethod(lambda cls, weights_dir=None: scorer))
+    seen = {}
+    real = ms.hard_example_weights
+
+    def spy(weights, cells, difficulty, share):
+        seen.update(cells=cells, difficulty=difficulty, share=share, before=weights / weights.sum())
+        seen["after"] = real(weights, cells, difficulty, share)
+        return seen["after"]
+
+    monkeypatch.setattr(ms, "hard_example_weights", spy)
+    out = tmp_path / "out"
+    classifier.main(["--model", "mobilenet_compact", "--sources", "fourclass", "tcga_lgg", "brats", "--size", "32",
+                     "--epochs", "1", "--samples-per-epoch", "32", "--batch", "16", "--workers", "1",
+                     "--hard-examples", "0.4", "--out", str(out)])
+    card = json.loads((out / "manifest.json").read_text())["models"]["mobilenet_compact"]
+    cells, difficulty = seen["cells"], seen["difficulty"]
+    assert scorer.scored == len(cells) == 34 + 12 + 120                      # every training slice, once
+    labels = np.array([config.CLASS_NAMES.index(c.split("/")[1]) for c in cells])
+    np.testing.assert_allclose(difficulty, 1.0 - scorer.probs[np.arange(len(cells)), labels])
+    assert seen["share"] == 0.4
+    for cell in set(cells):
+        here = cells == cell
+        assert seen["after"][here].sum() == pytest.approx(seen["before"][here].sum())
+    here = np.flatnonzero(cells == "brats/notumor")
+    assert np.ptp(difficulty[here]) > 0.1
+    hardest, easiest = here[difficulty[here].argmax()], here[difficulty[here].argmin()]
+    assert seen["after"][hardest] > seen["before"][hardest] and seen["after"][easiest] < seen["before"][easiest]
+    record = card["hard_examples"]
+    assert record["share"] == 0.4 and record["scored_by"] == {"stand_in": "f" * 64}
+    assert set(record["mean_difficulty"]) == set(cells)
+    assert record["mean_difficulty"]["brats/notumor"] == pytest.approx(difficulty[here].mean(), abs=1e-4)
+    assert "moved to the slices the shipped ensemble gets wrong" in card["augmentation"]
+    assert card["config"]["hard_examples"] == 0.4
