@@ -151,7 +151,9 @@ if stored:
                  column_config={"probability": st.column_config.ProgressColumn("probability", min_value=0.0,
                                                                                max_value=1.0, format="%.3f")})
     st.caption(f"**sequence/plane**: the MRI sequence and plane recognised from each image, with the recogniser's "
-               f"confidence in each (unsure below {CONFIDENT:.2f}). **possible lesion**: for a slice the classifier "
+               f"confidence in each (unsure below {CONFIDENT:.2f}); **stated by the file**: what a DICOM or NIfTI "
+               "header (or a BraTS-style file name) says, which the training-coverage caution then follows. "
+               "**possible lesion**: for a slice the classifier "
                "calls No tumour, whether the lesion cross-check still finds a confident region (its measurements are "
                "then those of that region); empty where the check does not apply.")
     with st.container(horizontal=True):

@@ -10,7 +10,7 @@ import streamlit as st
 
 from core import config
 from core.slices.acquisition import CONFIDENT
-from core.slices.findings import acquisition_line, evidence_who
+from core.slices.findings import acquisition_line, evidence_who, stated_line
 from core.trust.guard import GuardVerdict
 from core.slices.pipeline import SliceResult
 
@@ -60,7 +60,13 @@ def caution_reasons(result: SliceResult) -> list[str]:
 
 
 def show_acquisition(result: SliceResult) -> None:
-    """The recognised sequence and plane, one line under the decision (nothing when not recognised)."""
+    """What the file states and what the model recognised of the sequence and plane, under the decision."""
+    stated = stated_line(result)
+    if stated:
+        st.markdown(f"**Sequence and plane (stated by the file):** {stated}",
+                    help="Read from the file itself: a DICOM's series description, timing and orientation, a "
+                         "NIfTI's affine and description, or a BraTS-style file name. Where the file states it, "
+                         "the training-coverage caution uses it instead of the image model's guess.")
     line = acquisition_line(result)
     if line:
         st.markdown(f"**Sequence and plane (recognised):** {line}",

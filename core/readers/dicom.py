@@ -139,6 +139,11 @@ def _n_frames(ds: Any) -> int:
         return 1
 
 
+#: Header fields that state the sequence (read by :mod:`core.slices.stated`); none identifies a person.
+ACQUISITION_FIELDS: tuple[str, ...] = ("ProtocolName", "SequenceName", "RepetitionTime", "EchoTime",
+                                       "InversionTime", "ContrastBolusAgent")
+
+
 def _functional_attr(ds: Any, frame: int, group: str, attr: str) -> Any:
     """``attr`` from the top level, else from the per-frame or shared functional groups."""
     if attr in ds:
@@ -271,9 +276,15 @@ def read_dicom(data: bytes, name: str, frame: int | None) -> Slice:
     photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
     bits = int(ds.get("BitsStored", 8) or 8)
     metadata: dict[str, str] = {"format": "DICOM"}
-    for key in ("Modality", "SeriesDescription", "MagneticFieldStrength", "SliceThickness"):
+    for key in ("Modality", "SeriesDescription", "MagneticFieldStrength", "SliceThickness", *ACQUISITION_FIELDS):
         if ds.get(key) not in (None, ""):
             metadata[key] = str(ds.get(key))
+    orientation = _functional_attr(ds, index, "PlaneOrientationSequence", "ImageOrientationPatient")
+    if orientation is not None:
+        try:
+            metadata["ImageOrientationPatient"] = ",".join(f"{float(v):.4g}" for v in orientation)
+        except (TypeError, ValueError):
+            pass
     metadata.update({
         "bits stored": str(bits),
         "photometric interpretation": photometric or "unknown",

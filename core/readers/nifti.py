@@ -182,6 +182,17 @@ def stored_bytes(data: bytes, h: NiftiHeader, name: str) -> bytes:
     return raw
 
 
+def _description(header: Any) -> str:
+    """The header's free-text ``descrip`` field (empty when absent or unreadable)."""
+    try:
+        raw = header["descrip"]
+        raw = raw.item() if hasattr(raw, "item") else raw
+        text = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
+    except Exception:  # noqa: BLE001 - an odd header only loses its description
+        return ""
+    return "".join(c for c in text if c.isprintable()).strip()[:80]
+
+
 def affine_orientation(affine: np.ndarray) -> np.ndarray | None:
     """``nibabel.io_orientation`` of ``affine``, or ``None`` when it has no usable orientation.
 
@@ -347,6 +358,9 @@ def read_nifti(data: bytes, name: str, axis: int | None, index: int | None) -> S
     }
     if ornt is None:
         metadata["orientation"] = "unknown (affine cannot be interpreted; shown as stored)"
+    description = _description(h.header)
+    if description:
+        metadata["description"] = description
     note_reduction(metadata, stored, decoded)
     spacing = spacing_checked((zooms[in_plane[1]], zooms[in_plane[0]]), metadata)
     return Slice(

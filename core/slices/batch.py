@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from core.errors import InputError, NeedsSliceSelection
-from core.slices.findings import acquisition_cell
+from core.slices.findings import acquisition_cell, stated_cell
 from core.trust.guard import check_slice
 from core.readers.decoded import Slice
 from core.readers.detect import SUPPORTED_EXTENSIONS
@@ -78,6 +78,7 @@ class BatchRow:
                                "members agreeing": f"{round(r.agreement * len(r.member_votes))}/{len(r.member_votes)}" if r else "",
                                "caution": bool(r.caution) if r else None,
                                "sequence/plane": acquisition_cell(r),
+                               "stated by the file": stated_cell(r),
                                "possible lesion": _possible_lesion(r),
                                "training-set match": (r.training_match or {}).get("name", "") if r else ""}
         measures = {m["feature"]: m for m in _feature_rows(r)}

@@ -12,6 +12,7 @@ from core.slices.acquisition import MODEL_NAME as ACQUISITION_MODEL
 from core.slices.acquisition import Acquisition
 from core.slices.crosscheck import RULE_NAME
 from core.slices.pipeline import SliceResult
+from core.slices.stated import StatedAcquisition, disagreement
 
 #: The constructor arguments of :class:`~core.slices.acquisition.Acquisition` (``to_json`` adds derived keys).
 _FIELDS = tuple(f.name for f in fields(Acquisition))
@@ -22,6 +23,27 @@ def acquisition_of(result: SliceResult) -> Acquisition | None:
     if not result.acquisition:
         return None
     return Acquisition(**{k: result.acquisition[k] for k in _FIELDS})
+
+
+def stated_of(result: SliceResult) -> StatedAcquisition | None:
+    """What ``result``'s file stated about its sequence and plane (:mod:`core.slices.stated`)."""
+    d = result.stated_acquisition
+    if not d:
+        return None
+    return StatedAcquisition(d.get("sequence"), d.get("plane"), d.get("sequence_evidence", ""),
+                             d.get("plane_evidence", ""))
+
+
+def stated_line(result: SliceResult) -> str | None:
+    """E.g. ``"coronal T1-CE — SeriesDescription 'COR T1 GAD'; ImageOrientationPatient (…)"``, with the
+    image model's other reading when it confidently disagrees; None when the file states nothing."""
+    stated = stated_of(result)
+    if stated is None:
+        return None
+    evidence = "; ".join(e for e in (stated.sequence_evidence, stated.plane_evidence) if e)
+    other = disagreement(acquisition_of(result), stated)
+    note = f" — {other}; the training-coverage caution follows the file" if other else ""
+    return f"{stated.label()} ({evidence}){note}"
 
 
 def acquisition_line(result: SliceResult) -> str | None:
@@ -44,13 +66,24 @@ def acquisition_cell(result: SliceResult | None) -> str:
     return text if acq.confident else f"{text} (unsure)"
 
 
+def stated_cell(result: SliceResult | None) -> str:
+    """Table text of what the file states, e.g. ``"coronal T1-CE"`` (empty when it states nothing)."""
+    stated = stated_of(result) if result is not None else None
+    return stated.label() if stated is not None else ""
+
+
 def acquisition_block(result: SliceResult) -> dict[str, Any] | None:
-    """The report's ``acquisition`` section: what was recognised, how surely, and by which model."""
+    """The report's ``acquisition`` section: what was recognised, how surely, and by which model, and
+    (``stated``) what the file itself states."""
     acq = acquisition_of(result)
-    if acq is None:
+    stated = stated_of(result)
+    if acq is None and stated is None:
         return None
-    return {**acq.to_json(), "text": acq.text(), "model": ACQUISITION_MODEL,
-            "model_sha256": result.model_versions.get(ACQUISITION_MODEL)}
+    block = {} if acq is None else {**acq.to_json(), "text": acq.text(), "model": ACQUISITION_MODEL,
+                                    "model_sha256": result.model_versions.get(ACQUISITION_MODEL)}
+    if stated is not None:
+        block["stated"] = {**stated.to_json(), "disagreement": disagreement(acq, stated)}
+    return block
 
 
 #: The model whose evidence the cross-check weighs when a result does not name it.

@@ -23,6 +23,7 @@ from core import config
 from core.slices.acquisition import AcquisitionModel
 from core.slices.classify import Classifier
 from core.slices.coverage import Coverage, coverage_note
+from core.slices.stated import stated_acquisition, unknown_sequence_note, with_stated
 from core.slices.lesion_check import CrossCheck
 from core.trust.hash_index import HashIndex, load_shipped as load_hash_index
 from core.slices.gradcam import EnsembleCam
@@ -87,6 +88,7 @@ class SliceResult:
     model_runtimes: dict[str, str] = field(default_factory=dict)
     gradcam: dict[str, np.ndarray] | None = field(default=None, repr=False)
     acquisition: dict[str, Any] | None = None
+    stated_acquisition: dict[str, Any] | None = None
     coverage_note: str | None = None
     lesion_check: dict[str, Any] | None = None
 
@@ -313,12 +315,16 @@ class Analyzer:
             uncalibrated_probabilities=uncalibrated,
             entropy=round(normalised_entropy(probs), 6), calibration=_calibration(self.classifier))
 
+        stated = stated_acquisition(slice_)
+        result.stated_acquisition = stated.to_json() if stated is not None else None
+        recognised = None
         if self.acquisition is not None:
             t1 = time.perf_counter()
-            acquisition = self.acquisition.recognise(slice_.image)
-            result.acquisition = acquisition.to_json()
-            result.coverage_note = coverage_note(self.coverage, decision, acquisition)
+            recognised = self.acquisition.recognise(slice_.image)
+            result.acquisition = recognised.to_json()
             timings["acquisition_ms"] = (time.perf_counter() - t1) * 1000
+        result.coverage_note = (unknown_sequence_note(stated, result.decision_label)
+                                or coverage_note(self.coverage, decision, with_stated(recognised, stated)))
         if options.gradcam:
             self.explain(slice_, result)
         if options.lookup_training and self.hash_index is not None:

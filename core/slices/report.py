@@ -293,10 +293,16 @@ class _Pdf:
 
 def _acquisition_text(acq: dict[str, Any] | None) -> str:
     """The PDF line on the recognised sequence and plane."""
-    if not acq:
-        return "Not recognised (no sequence/plane model with these weights)."
+    stated = (acq or {}).get("stated")
+    told = ""
+    if stated:
+        evidence = "; ".join(e for e in (stated.get("sequence_evidence"), stated.get("plane_evidence")) if e)
+        told = f"File states {stated['label']} ({evidence})" + (
+            f"; {stated['disagreement']}" if stated.get("disagreement") else "") + ". "
+    if not acq or "label" not in acq:
+        return told + "Not recognised (no sequence/plane model with these weights)."
     unsure = "" if acq["confident"] else " - UNSURE"
-    return (f"{acq['label']} (sequence {acq['sequence_confidence']:.2f}, plane {acq['plane_confidence']:.2f})"
+    return (told + f"{acq['label']} (sequence {acq['sequence_confidence']:.2f}, plane {acq['plane_confidence']:.2f})"
             f"{unsure}; recognised by {acq['model']}")
 
 

@@ -439,3 +439,27 @@ def test_colour_refusal_says_it_once():
     at = upload(page(), "red.png", png(photo))
     message = next(e.value for e in at.error if "colour" in e.value)
     assert message.lower().count("colour image") == 1, message
+
+
+def test_what_the_dicom_states_is_shown_above_the_recognition_and_drives_the_caution(monkeypatch):
+    """The bundled DICOM says coronal T1-CE (series description and orientation); the stand-in recogniser
+    says axial FLAIR. The page shows both, names the disagreement, and the coverage caution follows the file."""
+    import ui.resources
+    from stand_ins import flagging_analyzer
+
+    analyzer = flagging_analyzer()
+    monkeypatch.setattr(ui.resources, "analyzer_or_error", lambda: analyzer)
+    at = page()
+    synthetic(at, next(o for o in sample_names() if o.endswith(".dcm")))
+    at.button(key="an_go").click().run()
+    assert not at.exception, at.exception
+    result = at.session_state["analysis"]["result"]
+    assert result.stated_acquisition["label"] == "coronal T1-CE"
+    lines = [m.value for m in at.markdown if m.value.startswith("**Sequence and plane")]
+    assert lines[0].startswith("**Sequence and plane (stated by the file):** coronal T1-CE (SeriesDescription "
+                               "'SYNTHETIC T1 post-contrast coronal'; ImageOrientationPatient")
+    assert lines[0].endswith("the image model recognised axial FLAIR; the training-coverage caution follows the file")
+    assert lines[1] == "**Sequence and plane (recognised):** axial FLAIR — sequence 0.97, plane 0.99"
+    # the stand-in classifier saw no coronal T1-CE "no tumour" slice: the caution names the file's acquisition
+    assert result.coverage_note.startswith("The classifier was never trained on a coronal T1-CE slice")
+    assert any(result.coverage_note in w.value for w in at.warning)

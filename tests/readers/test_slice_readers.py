@@ -13,8 +13,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from core import config
 from core.errors import (
@@ -30,6 +28,7 @@ from core.readers.decoded import Slice
 from core.readers.detect import SUPPORTED_EXTENSIONS, detect_format
 from core.readers.slice import inspect_slice_source, read_slice, read_slice_file
 from core.imaging.preprocess import to_unit_range
+from upload_files import make_dicom, make_nifti
 
 # ----------------------------------------------------------------------------- builders
 
@@ -42,48 +41,6 @@ def pil_bytes(img: Image.Image, fmt: str, **kwargs) -> bytes:
 
 def noise_rgb(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def make_dicom(pixels: np.ndarray | None, *, preamble: bool = True, **attrs) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MR"
-    ds.SeriesDescription = "T1 axial"
-    ds.PatientName = "Doe^Jane"
-    ds.PatientID = "PID-12345"
-    ds.PatientBirthDate = "19700101"
-    ds.InstitutionName = "General Hospital"
-    if pixels is not None:
-        arr = np.asarray(pixels, dtype=np.uint16)
-        ds.Rows, ds.Columns = int(arr.shape[-2]), int(arr.shape[-1])
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 0
-        if arr.ndim == 3:
-            ds.NumberOfFrames = int(arr.shape[0])
-        ds.PixelData = arr.tobytes()
-    for key, value in attrs.items():
-        setattr(ds, key, value)
-    buf = BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    data = buf.getvalue()
-    if not preamble:
-        data = data[132:]  # drop the 128-byte preamble and "DICM": a bare dataset stream
-    return data
-
-
-def make_nifti(data: np.ndarray, affine: np.ndarray, *, gz: bool = False) -> bytes:
-    raw = nib.Nifti1Image(data, affine).to_bytes()
-    return gzip.compress(raw) if gz else raw
 
 
 X, Y, Z = 6, 5, 4
