@@ -247,8 +247,12 @@ def pixel_digest(image: np.ndarray) -> str:
 
 
 def result_key(slice_: Slice, options: AnalysisOptions, versions: Mapping[str, str]) -> str:
-    """What decides an analysis: the pixels, the file's spacing, the options (Grad-CAM aside) and the models."""
-    decided = repr((slice_.spacing_mm, dataclasses.replace(options, gradcam=False), sorted(versions.items())))
+    """What decides an analysis: the pixels, the file's spacing and what it states of its sequence and plane
+    (:mod:`core.slices.stated`), the options (Grad-CAM aside) and the models."""
+    from core.slices.stated import stated_acquisition
+
+    decided = repr((slice_.spacing_mm, stated_acquisition(slice_), dataclasses.replace(options, gradcam=False),
+                    sorted(versions.items())))
     return hashlib.sha256(f"{pixel_digest(slice_.image)}|{decided}".encode()).hexdigest()
 
 

@@ -173,6 +173,11 @@ def test_result_key_depends_on_pixels_spacing_options_and_models():
     assert key != result_key(slice_, AnalysisOptions(segment_anyway=True), versions)
     assert key != result_key(slice_, options, {"m": "1" * 64})
     assert pixel_digest(image) != pixel_digest(image.astype(np.float64))
+    # what the file states of its acquisition decides the caution: same pixels, other header, other key
+    t1 = dataclasses.replace(slice_, source_format="dicom", name="a.dcm", metadata={"SeriesDescription": "AX T1"})
+    flair = dataclasses.replace(t1, metadata={"SeriesDescription": "AX FLAIR"})
+    assert len({key, result_key(t1, options, versions), result_key(flair, options, versions)}) == 3
+    assert result_key(t1, options, versions) == result_key(dataclasses.replace(t1, name="b.dcm"), options, versions)
 
 
 # --------------------------------------------------------------------------- the shared analyzer (shipped models)
