@@ -168,8 +168,9 @@ def stated_acquisition(slice_: Slice) -> StatedAcquisition | None:
         sequence, sequence_evidence = _dicom_sequence(meta)
         if meta.get("ImageOrientationPatient"):
             plane, cosine = plane_from_orientation(str(meta["ImageOrientationPatient"]).strip("[]").split(","))
-            plane_evidence = (f"ImageOrientationPatient (normal {cosine:.2f} along the {plane} axis)" if plane
-                              else f"ImageOrientationPatient: oblique (normal at most {cosine:.2f} along any axis)")
+            tilt = float(np.degrees(np.arccos(np.clip(cosine, 0.0, 1.0))))
+            plane_evidence = ("ImageOrientationPatient" + (f", {tilt:.0f}° off {plane}" if tilt >= 1 else "") if plane
+                              else f"ImageOrientationPatient: oblique, {tilt:.0f}° off the nearest plane")
     elif slice_.source_format == "nifti":
         sequence, sequence_evidence = _nifti_sequence(slice_)
         if meta.get("plane") in PLANES and not str(meta.get("orientation", "")).startswith("unknown"):

@@ -69,7 +69,9 @@ def test_a_dicom_states_its_sequence_and_plane_with_the_evidence():
     stated = stated_acquisition(slice_)
     assert stated.sequence == "t1ce" and stated.plane == "coronal" and stated.label() == "coronal T1-CE"
     assert stated.sequence_evidence == "SeriesDescription 'COR T1 GAD'"
-    assert stated.plane_evidence.startswith("ImageOrientationPatient (normal 1.00 along the coronal axis")
+    assert stated.plane_evidence == "ImageOrientationPatient"
+    tilted = make_dicom(head(), SeriesDescription="AX T2", ImageOrientationPatient=[1, 0, 0, 0, np.cos(0.3), np.sin(0.3)])
+    assert stated_acquisition(read_slice(tilted, "t.dcm")).plane_evidence == "ImageOrientationPatient, 17° off axial"
 
 
 def test_a_dicom_without_words_is_read_by_its_timing_and_an_oblique_one_has_no_plane():
@@ -78,7 +80,8 @@ def test_a_dicom_without_words_is_read_by_its_timing_and_an_oblique_one_has_no_p
     stated = stated_acquisition(read_slice(data, "scan.dcm"))
     assert stated.sequence == "flair" and stated.plane is None
     assert stated.sequence_evidence == "timing (TR 9000 ms, TE 120 ms, TI 2500 ms)"
-    assert "oblique" in stated.plane_evidence and stated.label() == "FLAIR"
+    assert stated.plane_evidence == "ImageOrientationPatient: oblique, 45° off the nearest plane"
+    assert stated.label() == "FLAIR"
     agent = make_dicom(head(), SeriesDescription="SAG T1 MPRAGE", ContrastBolusAgent="Gadovist")
     stated = stated_acquisition(read_slice(agent, "scan.dcm"))
     assert stated.sequence == "t1ce" and stated.sequence_evidence.endswith("and ContrastBolusAgent")
