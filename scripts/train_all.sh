@@ -53,9 +53,17 @@ python -m core.train.classifier --model densenet_compact --sources fourclass tcg
 python -m core.train.classifier --model efficientnet_compact --sources fourclass tcga_lgg brats --init-from weights/efficientnet_compact.keras --epochs 16 --lr 5e-4 --max-minutes 28 --out runs/ms
 python -m core.train.classifier --model mobilenet_compact --sources fourclass tcga_lgg brats --init-from weights/mobilenet_compact.keras --epochs 16 --lr 5e-4 --max-minutes 28 --out runs/ms
 for m in resnet_compact densenet_compact efficientnet_compact mobilenet_compact; do python -m core.registry promote $m --from runs/ms; done
-python -m core.export_runtime
 # The meta-learner chosen on every source's validation patients (fitted logistic regression or the
 # members' equal-weight pool), then the lesion cross-check rule on the same patients.
+python -m core.train.ensemble --members resnet_compact mobilenet_compact densenet_compact efficientnet_compact --combiner auto
+python -m core.train.tune_crosscheck
+# Two members continued with hard examples (half of each source x class cell's draws moved to the
+# training slices the ensemble above still gets wrong); then the meta-learner and the rule again.
+python -m core.train.classifier --model efficientnet_compact --sources fourclass tcga_lgg brats --init-from weights/efficientnet_compact.keras --hard-examples 0.5 --epochs 18 --lr 3e-4 --max-minutes 45 --workers 1 --out runs/hard_efficientnet_compact
+python -m core.train.classifier --model mobilenet_compact --sources fourclass tcga_lgg brats --init-from weights/mobilenet_compact.keras --hard-examples 0.5 --epochs 18 --lr 3e-4 --max-minutes 45 --workers 1 --out runs/hard_mobilenet_compact
+for m in efficientnet_compact mobilenet_compact; do python -m core.registry promote $m --from runs/hard_$m; done
+# LiteRT exports of every shipped network (the app's runtime), checked against Keras
+python -m core.export_runtime
 python -m core.train.ensemble --members resnet_compact mobilenet_compact densenet_compact efficientnet_compact --combiner auto
 python -m core.train.tune_crosscheck
 python -m core.guard fit
