@@ -184,37 +184,37 @@ def _compiled(args: argparse.Namespace):
     return model, origin
 
 
+def _shipped_for_share(option: str, share: float | None, noun: str, what: str, load: Any) -> Any | None:
+    """The shipped model (``what``, from ``load()``) that ``option`` needs when given a share in (0, 1);
+    None when the option is off. Checked before any data is loaded."""
+    if share is None:
+        return None
+    if not 0.0 < share < 1.0:
+        raise SystemExit(f"{option} takes a {noun} between 0 and 1, got {share}")
+    from core.errors import ModelUnavailable
+
+    try:
+        return load()
+    except ModelUnavailable as exc:
+        raise SystemExit(f"{option} needs the shipped {what}: {exc}") from exc
+
+
 def _sequence_recogniser(args: argparse.Namespace) -> Any | None:
     """The shipped sequence/plane model when ``--balance-sequence`` needs it; checks the sampling
     options before any data is loaded."""
     if args.mirror_healthy and "brats" not in args.sources:
         raise SystemExit("--mirror-healthy needs brats among --sources")
-    if args.balance_sequence is None:
-        return None
-    if not 0.0 < args.balance_sequence < 1.0:
-        raise SystemExit(f"--balance-sequence takes a tumour share between 0 and 1, got {args.balance_sequence}")
-    from core.errors import ModelUnavailable
     from core.slices.acquisition import AcquisitionModel
 
-    try:
-        return AcquisitionModel.load_shipped()
-    except ModelUnavailable as exc:
-        raise SystemExit(f"--balance-sequence needs the shipped sequence/plane model: {exc}") from exc
+    return _shipped_for_share("--balance-sequence", args.balance_sequence, "tumour share", "sequence/plane model",
+                              AcquisitionModel.load_shipped)
 
 
 def _hard_example_scorer(args: argparse.Namespace) -> Any | None:
     """The shipped ensemble when ``--hard-examples`` needs it; checks the share before any data is loaded."""
-    if args.hard_examples is None:
-        return None
-    if not 0.0 < args.hard_examples < 1.0:
-        raise SystemExit(f"--hard-examples takes a share between 0 and 1, got {args.hard_examples}")
-    from core.errors import ModelUnavailable
     from core.slices.classify import Classifier
 
-    try:
-        return Classifier.load()
-    except ModelUnavailable as exc:
-        raise SystemExit(f"--hard-examples needs the shipped ensemble: {exc}") from exc
+    return _shipped_for_share("--hard-examples", args.hard_examples, "share", "ensemble", Classifier.load)
 
 
 def _hard_examples(train: Any, weights: np.ndarray, share: float, scorer: Any) -> tuple[np.ndarray, dict[str, Any]]:
