@@ -40,10 +40,9 @@ def stated_line(result: SliceResult) -> str | None:
     stated = stated_of(result)
     if stated is None:
         return None
-    evidence = "; ".join(e for e in (stated.sequence_evidence, stated.plane_evidence) if e)
     other = disagreement(acquisition_of(result), stated)
     note = f" — {other}; the training-coverage caution follows the file" if other else ""
-    return f"{stated.label()} ({evidence}){note}"
+    return f"{stated.label()} ({stated.evidence()}){note}"
 
 
 def acquisition_line(result: SliceResult) -> str | None:

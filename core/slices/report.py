@@ -296,8 +296,7 @@ def _acquisition_text(acq: dict[str, Any] | None) -> str:
     stated = (acq or {}).get("stated")
     told = ""
     if stated:
-        evidence = "; ".join(e for e in (stated.get("sequence_evidence"), stated.get("plane_evidence")) if e)
-        told = f"File states {stated['label']} ({evidence})" + (
+        told = f"File states {stated['label']} ({stated['evidence']})" + (
             f"; {stated['disagreement']}" if stated.get("disagreement") else "") + ". "
     if not acq or "label" not in acq:
         return told + "Not recognised (no sequence/plane model with these weights)."

@@ -32,7 +32,8 @@ _FLAIR_WORDS = ("flair", "tirm", "darkfluid", "dark fluid")
 #: Sequences the recogniser and the classifier do not know: a header naming one states "other".
 _OTHER_WORDS = ("t2*", "t2star", "swi", "gre", "dwi", "adc", "trace", "perfusion", "pwi", "dti", "tof", "mra",
                 "dsc", "asl", "localizer", "scout", "survey", "ep2d", "diff", "diffusion", "bold")
-_T1_WORDS = ("mprage", "spgr", "fspgr", "bravo", "tfl3d", "mp2rage", "vibe", "t1")
+#: T1-weighted sequences named without "T1" (besides words starting with "t1").
+_T1_WORDS = ("mprage", "spgr", "fspgr", "bravo", "tfl3d", "mp2rage", "vibe")
 _CONTRAST_WORDS = ("ce", "c", "c+", "gd", "gad", "gado", "post", "postcontrast", "contrast", "postgad", "enhanced")
 
 
@@ -54,8 +55,12 @@ class StatedAcquisition:
         sequence = {**SEQUENCE_LABELS, "other": "another sequence"}.get(self.sequence or "", "")
         return " ".join(part for part in (self.plane or "", sequence) if part)
 
+    def evidence(self) -> str:
+        """Where the file says it, e.g. ``"SeriesDescription 'COR T1 GAD'; ImageOrientationPatient"``."""
+        return "; ".join(e for e in (self.sequence_evidence, self.plane_evidence) if e)
+
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "label": self.label()}
+        return {**asdict(self), "label": self.label(), "evidence": self.evidence()}
 
 
 def _words(text: str) -> list[str]:
@@ -72,11 +77,11 @@ def sequence_from_text(text: str, contrast_agent: bool = False) -> str | None:
     t1_family = any(w.startswith("t1") for w in words)
     if any(w in low for w in _FLAIR_WORDS) and not t1_family:      # "T1 FLAIR" is T1-weighted
         return "flair"
-    if any(w in _OTHER_WORDS or w.startswith(("t2*", "t2star", "swi", "dwi", "ep2d_diff")) for w in words):
+    if any(w in _OTHER_WORDS or w.startswith(("t2*", "t2star", "swi", "dwi")) for w in words):
         return "other"
     if any(w == "t2" or re.fullmatch(r"t2w?(tse|fse|space|blade)?", w) for w in words):
         return "t2"
-    t1 = [w for w in words if w.startswith("t1") or any(w.startswith(k) for k in _T1_WORDS[:-1])]
+    t1 = [w for w in words if w.startswith(("t1", *_T1_WORDS))]
     if not t1:
         return None
     post = (contrast_agent or "+c" in low or "+gd" in low or any(w in _CONTRAST_WORDS for w in words)

@@ -210,6 +210,23 @@ def test_report_pdf_shows_them_beside_the_decision():
     assert decision < flat.index("Training coverage") < members
 
 
+def test_report_pdf_says_what_the_file_states_before_the_recognition():
+    from core.slices.stated import StatedAcquisition
+
+    slice_, result = constructed(acquisition_dict(), COVERAGE, LESION)
+    result.stated_acquisition = StatedAcquisition("t1ce", "coronal", "SeriesDescription 'COR T1 GAD'",
+                                                  "ImageOrientationPatient").to_json()
+    report = build_report(slice_, result)
+    assert report.data["acquisition"]["stated"]["disagreement"] == "the image model recognised axial FLAIR"
+    flat = " ".join(pdf_text(report_pdf(report))[0].split())
+    assert ("Sequence and plane File states coronal T1-CE (SeriesDescription 'COR T1 GAD'; ImageOrientationPatient); "
+            "the image model recognised axial FLAIR. axial FLAIR (sequence 0.97, plane 0.99); recognised by "
+            "sequence_plane") in flat
+    result.acquisition = None                                  # no recogniser: the file's word alone
+    flat = " ".join(pdf_text(report_pdf(build_report(slice_, result)))[0].split())
+    assert "File states coronal T1-CE (SeriesDescription 'COR T1 GAD'; ImageOrientationPatient). Not recognised" in flat
+
+
 def test_report_says_unsure_and_not_flagged():
     lesion = {**LESION, "flagged": False, "confidence": 0.42, "area_fraction": 0.003}
     slice_, result = constructed(acquisition_dict(0.41, 0.93), None, lesion)

@@ -170,6 +170,8 @@ def test_the_coverage_caution_follows_the_file_and_the_report_and_table_show_bot
     assert report["acquisition"]["label"] == "axial FLAIR"
     assert report["acquisition"]["stated"]["label"] == "axial T1"
     assert report["acquisition"]["stated"]["disagreement"] == "the image model recognised axial FLAIR"
+    assert report["acquisition"]["stated"]["evidence"].startswith("SeriesDescription 'AX T1'; ImageOrientationPatient")
+
     row = BatchRow("t1.dcm", "ok", result=result).table_row()
     assert row["stated by the file"] == "axial T1" and row["sequence/plane"].startswith("axial FLAIR")
 
