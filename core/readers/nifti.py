@@ -33,7 +33,8 @@ from core.readers.greyscale import unit_range
 #: Bytes that always hold a whole NIfTI-1 (348) or NIfTI-2 (540) header and its extension flag.
 HEADER_BYTES = 544
 
-_PLANES = ("sagittal", "coronal", "axial")
+#: The plane of a slice taken across each RAS+ axis (0: x, 1: y, 2: z); also the plane whose normal that axis is.
+PLANE_OF_AXIS: tuple[str, str, str] = ("sagittal", "coronal", "axial")
 #: Image edges (top, bottom, left, right) of a returned NIfTI slice, per axis.
 _NIFTI_EDGES = {0: ("S", "I", "P", "A"), 1: ("S", "I", "R", "L"), 2: ("A", "P", "R", "L")}
 
@@ -325,7 +326,7 @@ def read_nifti(data: bytes, name: str, axis: int | None, index: int | None) -> S
             )
         if not 0 <= int(index) < shape[axis]:
             raise InputError(
-                f"Slice {index} does not exist along the {_PLANES[axis]} axis of '{name}': valid "
+                f"Slice {index} does not exist along the {PLANE_OF_AXIS[axis]} axis of '{name}': valid "
                 f"slices are 0 to {shape[axis] - 1}."
             )
         index = int(index)
@@ -345,7 +346,7 @@ def read_nifti(data: bytes, name: str, axis: int | None, index: int | None) -> S
     top, bottom, left, right = _NIFTI_EDGES[axis]
     metadata = {
         "format": "NIfTI",
-        "plane": _PLANES[axis],
+        "plane": PLANE_OF_AXIS[axis],
         "axis": str(axis),
         "slice": f"{index} of {shape[axis]}",
         "orientation": f"top={top} bottom={bottom} left={left} right={right}"

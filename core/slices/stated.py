@@ -21,6 +21,7 @@ import numpy as np
 
 from core.data.sources import PLANES, SEQUENCE_LABELS, SEQUENCES
 from core.readers.decoded import Slice
+from core.readers.nifti import PLANE_OF_AXIS
 from core.slices.acquisition import Acquisition
 
 #: Header fields whose words name the sequence, in the order they are trusted.
@@ -122,7 +123,7 @@ def plane_from_orientation(orientation: Any) -> tuple[str | None, float]:
     cosines = np.abs(normal) / length
     axis = int(np.argmax(cosines))
     cosine = float(cosines[axis])
-    return (("sagittal", "coronal", "axial")[axis] if cosine >= OBLIQUE_BELOW else None), cosine
+    return (PLANE_OF_AXIS[axis] if cosine >= OBLIQUE_BELOW else None), cosine
 
 
 def _number(value: str | None) -> float | None:
@@ -135,19 +136,21 @@ def _number(value: str | None) -> float | None:
 
 def _dicom_sequence(meta: dict[str, str]) -> tuple[str | None, str]:
     agent = bool(str(meta.get("ContrastBolusAgent", "")).strip())
+    found, where = None, ""
     for key in TEXT_FIELDS:
         text = str(meta.get(key, "")).strip()
         found = sequence_from_text(text, agent) if text else None
         if found:
-            extra = " and ContrastBolusAgent" if agent and found == "t1ce" else ""
-            return found, f"{key} '{text[:60]}'{extra}"
-    timing = {k: _number(meta.get(k)) for k in ("RepetitionTime", "EchoTime", "InversionTime")}
-    found = sequence_from_timing(timing["RepetitionTime"], timing["EchoTime"], timing["InversionTime"], agent)
-    if found:
+            where = f"{key} '{text[:60]}'"
+            break
+    else:
+        timing = {k: _number(meta.get(k)) for k in ("RepetitionTime", "EchoTime", "InversionTime")}
+        found = sequence_from_timing(timing["RepetitionTime"], timing["EchoTime"], timing["InversionTime"], agent)
         short = {"RepetitionTime": "TR", "EchoTime": "TE", "InversionTime": "TI"}
-        told = ", ".join(f"{short[k]} {v:g} ms" for k, v in timing.items() if v is not None)
-        return found, f"timing ({told})" + (" and ContrastBolusAgent" if agent and found == "t1ce" else "")
-    return None, ""
+        where = "timing (" + ", ".join(f"{short[k]} {v:g} ms" for k, v in timing.items() if v is not None) + ")"
+    if found is None:
+        return None, ""
+    return found, where + (" and ContrastBolusAgent" if agent and found == "t1ce" else "")
 
 
 def _nifti_sequence(slice_: Slice) -> tuple[str | None, str]:
