@@ -62,6 +62,10 @@ python -m core.train.tune_crosscheck
 python -m core.train.classifier --model efficientnet_compact --sources fourclass tcga_lgg brats --init-from weights/efficientnet_compact.keras --hard-examples 0.5 --epochs 18 --lr 3e-4 --max-minutes 45 --workers 1 --out runs/hard_efficientnet_compact
 python -m core.train.classifier --model mobilenet_compact --sources fourclass tcga_lgg brats --init-from weights/mobilenet_compact.keras --hard-examples 0.5 --epochs 18 --lr 3e-4 --max-minutes 45 --workers 1 --out runs/hard_mobilenet_compact
 for m in efficientnet_compact mobilenet_compact; do python -m core.registry promote $m --from runs/hard_$m; done
+python -m core.train.ensemble --members resnet_compact mobilenet_compact densenet_compact efficientnet_compact --combiner auto
+# The ResNet member continued the same way, its hard examples scored by the ensemble above.
+python -m core.train.classifier --model resnet_compact --sources fourclass tcga_lgg brats --init-from weights/resnet_compact.keras --hard-examples 0.5 --epochs 16 --lr 3e-4 --max-minutes 50 --workers 1 --out runs/hard_resnet_compact
+python -m core.registry promote resnet_compact --from runs/hard_resnet_compact
 # LiteRT exports of every shipped network (the app's runtime), checked against Keras
 python -m core.export_runtime
 python -m core.train.ensemble --members resnet_compact mobilenet_compact densenet_compact efficientnet_compact --combiner auto
