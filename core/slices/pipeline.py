@@ -148,12 +148,13 @@ def _calibration(classifier: Any) -> dict[str, Any]:
     val = card.get("metrics", {}).get("val", {})
     if "temperature" not in val:
         return {}
+    validation = "validation patients of every source" if card.get("sources") else "validation split"
     if card.get("combiner") == "equal":
         method, fitted_on = ("temperature scaling of the equal-weight pool of the members (mean log-probability)",
-                             "validation patients of every source")
+                             validation)
     else:
         method, fitted_on = ("temperature scaling of the stacking meta-learner's logits",
-                             "validation split (out-of-fold meta-learner predictions)")
+                             f"{validation} (out-of-fold meta-learner predictions)")
     return {"method": method, "fitted_on": fitted_on,
             "temperature": val.get("temperature"), "n_validation": val.get("n"),
             "ece_before": val.get("ece_before_calibration"), "ece_after": val.get("ece_after_calibration")}

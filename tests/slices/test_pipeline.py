@@ -126,6 +126,8 @@ def test_calibration_entropy_and_gradcam_on_the_shipped_ensemble(analyzer):
     cal = result.calibration
     assert cal["temperature"] > 0 and cal["n_validation"] > 100
     assert cal["ece_before"] is not None and cal["ece_after"] is not None
+    # the shipped meta-learner was calibrated on every source's validation patients (its card's sources)
+    assert cal["fitted_on"].startswith("validation patients of every source")
     assert len(result.uncalibrated_probabilities) == 4 and abs(sum(result.uncalibrated_probabilities) - 1) < 1e-4
     assert 0.0 <= result.entropy <= 1.0
     assert result.gradcam_class == result.decision
