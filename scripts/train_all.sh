@@ -46,6 +46,10 @@ python -m core.train.acquisition --rescore
 # continued with a wider contrast curve in the augmentation (gamma 0.45-2.2), selected with the mirror TTA
 python -m core.train.acquisition --sources brats tcga_lgg figshare --init-from weights/sequence_plane.keras --epochs 20 --lr 5e-4 --max-minutes 28 --tta hflip --gamma 0.45 2.2 --out runs/acq_gamma
 python -m core.registry promote sequence_plane --from runs/acq_gamma
+# the same recipe again with the two BraTS validation cases trained on as well (a case is a scanner's
+# contrast, and there are 11 to train on); the epoch chosen on the other sources' validation patients
+python -m core.train.acquisition --sources brats tcga_lgg figshare --init-from weights/sequence_plane.keras --epochs 20 --lr 5e-4 --max-minutes 28 --tta hflip --gamma 0.45 2.2 --fit-validation brats --out runs/acq_fitval
+python -m core.registry promote sequence_plane --from runs/acq_fitval
 # The ensemble members, each fine-tuned from its 4-class weights above on every source (balanced over
 # source x class, augmented against acquisition shortcuts, selected on the worst validation cell).
 python -m core.train.classifier --model resnet_compact --sources fourclass tcga_lgg brats --init-from weights/resnet_compact.keras --epochs 16 --lr 5e-4 --max-minutes 28 --out runs/ms

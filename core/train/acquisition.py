@@ -56,6 +56,26 @@ def known(slices: SliceSet) -> SliceSet:
     return slices.take((np.isin(slices.column("sequence"), SEQUENCES)) & (np.isin(slices.column("plane"), PLANES)))
 
 
+def training_split(slices: SliceSet, fit_validation: list[str] | tuple[str, ...] = ()) -> tuple[SliceSet, SliceSet, SliceSet]:
+    """Train, validation and held-out slices; the validation patients of the ``fit_validation`` sources
+    join the training slices (the recipe having been fixed on them first), so validation keeps the
+    other sources only. The held-out patients are never moved."""
+    split, source = slices.column("split"), slices.column("source")
+    moved = (split == "val") & np.isin(source, list(fit_validation))
+    if fit_validation and not np.any((split == "val") & ~moved):
+        raise ValueError("--fit-validation leaves no validation slices to choose the epoch on")
+    return slices.take((split == "train") | moved), slices.take((split == "val") & ~moved), slices.take(split == "test")
+
+
+def split_text(fit_validation: list[str] | tuple[str, ...] = ()) -> str:
+    """The card's description of the split."""
+    text = "BraTS: the shipped BraTS model's case split (train/val/held out); tcga_lgg: folds 1-2 train, 3 val, 4 held out"
+    if fit_validation:
+        text += ("; the validation patients of " + ", ".join(fit_validation) + " trained on as well (recipe fixed "
+                 "on them first; the epoch chosen on the other sources' validation patients)")
+    return text
+
+
 def sampling_weights(slices: SliceSet) -> np.ndarray:
     keys = list(zip(slices.column("sequence"), slices.column("plane"), slices.column("source")))
     counts = Counter(keys)
@@ -137,6 +157,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gamma", type=float, nargs=2, default=list(AUGMENT.gamma), metavar=("LOW", "HIGH"),
                    help="range of the augmentation's contrast curve x**g (g log-uniform): wider ranges show the "
                         "recogniser scanners whose tissue brightness differs more")
+    p.add_argument("--fit-validation", nargs="+", default=[], choices=["brats", "tcga_lgg", "figshare"],
+                   metavar="SOURCE",
+                   help="train on these sources' validation patients too, once a recipe has been chosen on them "
+                        "(few BraTS cases: each one is a scanner's contrast); the best epoch is then chosen on the "
+                        "other sources' validation patients and the held-out patients stay untouched")
     p.add_argument("--rescore", action="store_true",
                    help="train nothing: re-measure the card of the model NAME in --out on the current catalogue "
                         "with --tta, and record that TTA in the card")
@@ -163,8 +188,9 @@ def rescore(args: argparse.Namespace) -> dict:
     slices = known(load_sources(card["sources"], int(card["input"]["size"])))
     model = load_keras_model(args.name, args.out)
     how = card["input"].get("normalisation", "head")
-    metrics = {"val": report(model, slices.where(split="val"), args.tta, how),
-               "test": report(model, slices.where(split="test"), args.tta, how)}
+    # validation patients it was trained on (--fit-validation) are not validation figures
+    _, val, test = training_split(slices, card.get("config", {}).get("fit_validation", []))
+    metrics = {"val": report(model, val, args.tta, how), "test": report(model, test, args.tta, how)}
     record_model(args.name, {**card, "metrics": metrics, "tta": args.tta,
                              "metrics_command": f"python -m core.train.acquisition --rescore --tta {args.tta}"}, args.out)
     return metrics
@@ -180,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     set_seed(args.seed)
     slices = known(load_sources(args.sources, args.size))
-    train, val, test = (slices.where(split=s) for s in ("train", "val", "test"))
+    train, val, test = training_split(slices, args.fit_validation)
     print(f"train {len(train)}  val {len(val)}  held out {len(test)}", flush=True)
     model = acquisition_compact(args.size)
     origin = warm_start(model, args.init_from) if args.init_from else None
@@ -217,8 +243,7 @@ def main(argv: list[str] | None = None) -> None:
                     "layout": "sequence softmax then plane softmax, concatenated"},
         "sources": args.sources,
         "data": "$BTD_DATA_DIR (" + ", ".join(args.sources) + "; see core/data/sources.py)",
-        "split": "BraTS: the shipped BraTS model's case split (train/val/held out); tcga_lgg: folds 1-2 train, "
-                 "3 val, 4 held out",
+        "split": split_text(args.fit_validation),
         "training_counts": {f"{s}/{q}/{p}": int(n) for (s, q, p), n in sorted(Counter(zip(
             train.column("source"), train.column("sequence"), train.column("plane"))).items())},
         "epochs": len(history.epoch),

@@ -79,6 +79,26 @@ def test_gamma_option_widens_only_the_contrast_curve_of_the_recogniser_augmentat
     assert means[3.0] < means[1 / 3] - 0.1
 
 
+def test_fit_validation_moves_only_the_named_sources_validation_patients_into_training():
+    from core.data.slice_refs import SliceRef, SliceSet
+    from core.train.acquisition import split_text, training_split
+
+    rows = [("brats", "train"), ("brats", "val"), ("brats", "test"), ("tcga_lgg", "train"), ("tcga_lgg", "val"),
+            ("tcga_lgg", "test")]
+    refs = [SliceRef(src, split, "glioma", f"{src}-{split}", "t1", "axial", f"{src}/{split}") for src, split in rows]
+    slices = SliceSet(refs, np.zeros((len(refs), 4, 4), np.uint8))
+    ids = lambda part: [r.ref for r in part.refs]  # noqa: E731
+    train, val, test = training_split(slices)
+    assert (ids(train), ids(val), ids(test)) == (["brats/train", "tcga_lgg/train"], ["brats/val", "tcga_lgg/val"],
+                                                 ["brats/test", "tcga_lgg/test"])
+    train, val, test = training_split(slices, ["brats"])
+    assert ids(train) == ["brats/train", "brats/val", "tcga_lgg/train"] and ids(val) == ["tcga_lgg/val"]
+    assert ids(test) == ["brats/test", "tcga_lgg/test"]  # the held-out patients never move
+    assert "validation patients of brats trained on" in split_text(["brats"]) and "trained on" not in split_text()
+    with pytest.raises(ValueError, match="no validation slices"):
+        training_split(slices, ["brats", "tcga_lgg"])
+
+
 # --------------------------------------------------------------------------- end-to-end CLI (slow)
 
 
@@ -138,9 +158,11 @@ def test_cli_end_to_end_acquisition_training(tmp_path, monkeypatch):
     assert again["training_command"] == card["training_command"]
 
 
-def test_cli_rank_normalisation_travels_to_the_card_the_app_and_the_rescore(tmp_path, monkeypatch):
+def test_cli_rank_normalisation_and_fit_validation_travel_to_the_card_the_app_and_the_rescore(tmp_path, monkeypatch):
     """SLOW (~15 s): ``--normalisation rank`` trains on ranked crops, the card names it, the app's
-    recogniser ranks its crops alike, and ``--rescore`` with the same TTA reproduces the card's figures."""
+    recogniser ranks its crops alike, and ``--rescore`` with the same TTA reproduces the card's figures;
+    ``--fit-validation brats`` trains on the BraTS validation case, which neither the card's validation
+    figures nor the rescore count as validation."""
     pytest.importorskip("keras")
     from core.imaging.preprocess import rank_in_head
     from core.slices.acquisition import AcquisitionModel
@@ -151,11 +173,15 @@ def test_cli_rank_normalisation_travels_to_the_card_the_app_and_the_rescore(tmp_
     out = tmp_path / "out"
     train_acquisition.main(["--sources", "brats", "tcga_lgg", "--size", "32", "--epochs", "1", "--normalisation",
                             "rank", "--gamma", "0.5", "2", "--samples-per-epoch", "32", "--batch", "16", "--workers",
-                            "1", "--out", str(out)])
+                            "1", "--fit-validation", "brats", "--out", str(out)])
     card = json.loads((out / "manifest.json").read_text())["models"]["sequence_plane"]
     assert card["input"]["normalisation"] == "rank" and "rank among the head's pixels" in card["input"]["preprocess"]
     assert card["config"]["normalisation"] == "rank"
     assert card["config"]["gamma"] == [0.5, 2.0] and "gamma 0.5-2," in card["augmentation"]
+    # one BraTS training case and the validation case (3 planes x 4 sequences x 10 slices each), tcga folds 1-2
+    assert sum(card["training_counts"].values()) == 2 * 120 + 12 and card["config"]["fit_validation"] == ["brats"]
+    assert set(card["metrics"]["val"]) == {"tcga_lgg"} and card["metrics"]["test"]["brats"]["n"] == 120
+    assert "validation patients of brats trained on" in card["split"]
 
     loaded = AcquisitionModel.load("sequence_plane", out)
     assert loaded.normalisation == "rank"
