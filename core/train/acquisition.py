@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from core import config
-from core.train.augment import AcquisitionConfig, augment_acquisition
+from core.train.augment import AcquisitionConfig, augment_acquisition, thick_slices
 from core.slices.classify import TTA_MODES, normalise_batch, predict_tta
 from core.models.acquisition import acquisition_compact, two_head_loss
 from core.serving.registry import record_model
@@ -83,21 +83,55 @@ def sampling_weights(slices: SliceSet) -> np.ndarray:
     return w / w.sum()
 
 
+#: Through-plane resolution of a thick-slice axial acquisition seen in its re-sliced views, in rows per
+#: slice (the BraTS volumes are resampled to 1 mm; clinical axial series are often 3-6 mm thick).
+THICK_SLICE_FACTORS = (2.0, 6.0)
+
+
+def resliced(slices: SliceSet) -> np.ndarray:
+    """Which slices are coronal or sagittal views re-sliced from a volume (BraTS), whose rows run
+    along the axis the volume was acquired in."""
+    return (slices.column("source") == "brats") & np.isin(slices.column("plane"), ["coronal", "sagittal"])
+
+
 class Batches(WeightedDraws):
     """Slices drawn anew each epoch by :func:`sampling_weights`, augmented anew.
 
     (Earlier runs drew one fixed set of ``samples`` slices for every epoch: with 8000 draws from
-    11 371 weighted slices, half the training slices were never seen.)
+    11 371 weighted slices, half the training slices were never seen.) With ``thick_p``, that share of
+    the re-sliced views (:func:`resliced`) of every sequence first looks as if the volume had been
+    acquired in thick axial slices (:func:`core.train.augment.thick_slices`), so that sharpness along
+    the superior-inferior axis says nothing about the sequence.
     """
 
     def __init__(self, slices: SliceSet, batch: int, samples: int, seed: int, normalisation: str = "head",
-                 augment: AcquisitionConfig = AUGMENT, **kwargs):
+                 augment: AcquisitionConfig = AUGMENT, thick_p: float = 0.0, **kwargs):
         self.slices, self.y, self.normalisation, self.augment = slices, targets(slices), normalisation, augment
+        self.thick_p, self.resliced = float(thick_p), resliced(slices)
         super().__init__(sampling_weights(slices), batch, samples, seed, **kwargs)
 
+    def _thickened(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        if self.resliced[i] and rng.random() < self.thick_p:
+            return thick_slices(self.slices.x[i], rng.uniform(*THICK_SLICE_FACTORS))
+        return self.slices.x[i]
+
     def make_batch(self, take: np.ndarray, rng: np.random.Generator):
-        x = np.stack([augment_acquisition(self.slices.x[i], rng, self.augment) for i in take])
+        x = np.stack([augment_acquisition(self._thickened(i, rng), rng, self.augment) for i in take])
         return normalise_batch(x, self.normalisation)[..., None], self.y[take]
+
+
+def thick_slice_probe(model: keras.Model, slices: SliceSet, tta: str = "none", normalisation: str = "head",
+                      factor: float = 4.0) -> dict[str, float] | None:
+    """Sequence accuracy on the re-sliced views of ``slices`` as if acquired in ``factor``-row thick axial
+    slices, every sequence alike (None without such views): what a recogniser that reads the sequence
+    from sharpness loses."""
+    keep = resliced(slices)
+    if not keep.any():
+        return None
+    views = slices.take(keep)
+    thick = np.stack([np.round(thick_slices(x, factor) * 255.0).astype(np.uint8) for x in views.x])
+    probs = predict(model, replace(views, x=thick), tta, normalisation)
+    return {"sequence": round(accuracies(probs, views)["sequence"], 4), "n": int(keep.sum()), "factor": factor}
 
 
 def predict(model: keras.Model, slices: SliceSet, tta: str = "none", normalisation: str = "head") -> np.ndarray:
@@ -124,6 +158,17 @@ def report(model: keras.Model, slices: SliceSet, tta: str = "none",
     return out
 
 
+def measured(model: keras.Model, val: SliceSet, test: SliceSet, tta: str, normalisation: str) -> dict:
+    """The card's metrics: sequence and plane accuracy per source on the validation and held-out
+    patients, and the thick-slice probe of each (:func:`thick_slice_probe`) where it has re-sliced views."""
+    metrics: dict = {"val": report(model, val, tta, normalisation), "test": report(model, test, tta, normalisation)}
+    probe = {split: figures for split, part in (("val", val), ("test", test))
+             if (figures := thick_slice_probe(model, part, tta, normalisation)) is not None}
+    if probe:
+        metrics["thick_slice_probe"] = probe
+    return metrics
+
+
 class Validation(keras.callbacks.Callback):
     def __init__(self, val: SliceSet, tta: str = "none", normalisation: str = "head"):
         super().__init__()
@@ -136,6 +181,9 @@ class Validation(keras.callbacks.Callback):
             keep = self.val.column("source") == source
             acc.update({f"{source}_{k}": v for k, v in accuracies(probs[keep], self.val.take(keep)).items()})
         worst = min(acc.values())
+        thick = thick_slice_probe(self.model, self.val, self.tta, self.normalisation)
+        if thick is not None:  # reported beside the selection figure, not part of it
+            acc["brats_thick_sequence"] = thick["sequence"]
         if logs is not None:
             logs["val_worst"] = worst
             logs.update({f"val_{k}": v for k, v in acc.items()})
@@ -157,6 +205,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gamma", type=float, nargs=2, default=list(AUGMENT.gamma), metavar=("LOW", "HIGH"),
                    help="range of the augmentation's contrast curve x**g (g log-uniform): wider ranges show the "
                         "recogniser scanners whose tissue brightness differs more")
+    p.add_argument("--thick-slices", type=float, default=0.0, metavar="P",
+                   help="share of the re-sliced BraTS views (coronal, sagittal) made to look acquired in 2-6 mm "
+                        "thick axial slices, every sequence alike (most T1 series are thick, most T1-CE series 3D: "
+                        "without this, sharpness along the head's axis reads as T1-CE)")
     p.add_argument("--fit-validation", nargs="+", default=[], choices=["brats", "tcga_lgg", "figshare"],
                    metavar="SOURCE",
                    help="train on these sources' validation patients too, once a recipe has been chosen on them "
@@ -190,7 +242,7 @@ def rescore(args: argparse.Namespace) -> dict:
     how = card["input"].get("normalisation", "head")
     # validation patients it was trained on (--fit-validation) are not validation figures
     _, val, test = training_split(slices, card.get("config", {}).get("fit_validation", []))
-    metrics = {"val": report(model, val, args.tta, how), "test": report(model, test, args.tta, how)}
+    metrics = measured(model, val, test, args.tta, how)
     record_model(args.name, {**card, "metrics": metrics, "tta": args.tta,
                              "metrics_command": f"python -m core.train.acquisition --rescore --tta {args.tta}"}, args.out)
     return metrics
@@ -218,13 +270,13 @@ def main(argv: list[str] | None = None) -> None:
     best = BestWeights("val_worst", mode="max")
     budget = CosineWithinBudget(args.lr, args.epochs, args.max_minutes, warmup_epochs=1)
     batches = Batches(train, args.batch, args.samples_per_epoch, args.seed, args.normalisation,
-                      augmentation(args.gamma), workers=args.workers,
+                      augmentation(args.gamma), args.thick_slices, workers=args.workers,
                       use_multiprocessing=False, max_queue_size=8)
     history = model.fit(batches, epochs=args.epochs, verbose=2,
                         callbacks=[budget, Validation(val, args.tta, args.normalisation), best,
                                    keras.callbacks.CSVLogger(str(log_path))])
     # no "precise BN" pass: augmented and clean statistics differ (see core.train.classifier)
-    val_report, test_report = (report(model, s, args.tta, args.normalisation) for s in (val, test))
+    metrics = measured(model, val, test, args.tta, args.normalisation)
     path = args.out / f"{args.name}.keras"
     save_inference_model(model, lambda: acquisition_compact(args.size), path)
     card = {
@@ -252,17 +304,18 @@ def main(argv: list[str] | None = None) -> None:
         "augmentation": f"balanced over sequence x plane x source; window/level, gamma {args.gamma[0]:g}-{args.gamma[1]:g}, "
                         "bias field, noise, "
                         "blur/sharpen, JPEG, low resolution, simulated skull stripping, rotation ±15°, scale, "
-                        "shift, horizontal flip",
+                        "shift, horizontal flip" + (f"; {args.thick_slices:g} of the re-sliced BraTS views made to look "
+                                                    f"acquired in thick axial slices" if args.thick_slices else ""),
         "stopped_by_time_budget": budget.stopped_early,
         "tta": args.tta,
-        "metrics": {"val": val_report, "test": test_report},
+        "metrics": metrics,
         "log": f"logs/{log_path.name}",
         "training_command": training_command("core.train.acquisition"),
         **({"initialised_from": origin} if origin else {}),
         **run_facts(started),
     }
     record_model(args.name, card, args.out)
-    brats = test_report.get("brats", {})
+    brats = metrics["test"].get("brats", {})
     print(f"RESULT model={args.name} heldout_brats_sequence={brats.get('sequence')} "
           f"heldout_brats_plane={brats.get('plane')} epochs={card['epochs']}")
 

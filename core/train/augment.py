@@ -146,6 +146,18 @@ def _acquisition_geometry(rng: np.random.Generator, shape: tuple[int, int], cfg:
     return matrix, bool(cfg.hflip and rng.random() < 0.5)
 
 
+def thick_slices(image: np.ndarray, factor: float) -> np.ndarray:
+    """A re-sliced (coronal or sagittal) view of a volume acquired in thick axial slices: each run of
+    ``factor`` rows averaged (the slice profile), then linearly interpolated back to the row count, as
+    resampling to 1 mm does. Rows are the superior-inferior axis of a display-oriented slice; float32
+    in [0, 1]."""
+    x = _unit(image)
+    h, w = x.shape
+    rows = max(4, int(round(h / max(float(factor), 1.0))))
+    return cv2.resize(cv2.resize(x, (w, rows), interpolation=cv2.INTER_AREA), (w, h),
+                      interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
 def _unit(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
 

@@ -99,6 +99,32 @@ def test_fit_validation_moves_only_the_named_sources_validation_patients_into_tr
         training_split(slices, ["brats", "tcga_lgg"])
 
 
+def test_thick_slices_blur_only_along_the_rows_and_only_resliced_brats_views_get_them():
+    from core.data.slice_refs import SliceRef, SliceSet
+    from core.train.acquisition import Batches, resliced
+    from core.train.augment import thick_slices
+
+    stripes = np.zeros((64, 64), np.uint8)
+    stripes[::2] = 200                                    # detail along the rows (superior-inferior)
+    columns = np.zeros((64, 64), np.uint8)
+    columns[:, ::2] = 200                                 # detail across them (in-plane)
+    thick = thick_slices(stripes, 4.0)
+    assert thick.shape == (64, 64) and thick.dtype == np.float32
+    assert np.ptp(thick[8:56, 32]) < 0.1 < np.ptp(stripes / 255.0)  # the slice profile averages the rows away
+    np.testing.assert_allclose(thick_slices(columns, 4.0), columns / 255.0, atol=1e-6)  # in-plane detail stays
+
+    rows = [("brats", "coronal"), ("brats", "sagittal"), ("brats", "axial"), ("figshare", "coronal")]
+    refs = [SliceRef(src, "train", "glioma", "p", "t1", plane, f"{src}/{plane}") for src, plane in rows]
+    slices = SliceSet(refs, np.stack([stripes] * 4))
+    assert resliced(slices).tolist() == [True, True, False, False]
+    always = Batches(slices, 4, 4, 0, thick_p=1.0)
+    rng = np.random.default_rng(0)
+    changed = [not np.array_equal(always._thickened(i, rng), stripes) for i in range(4)]
+    assert changed == [True, True, False, False]          # figshare's coronal slices were acquired so
+    never = Batches(slices, 4, 4, 0)
+    assert not any(not np.array_equal(never._thickened(i, rng), stripes) for i in range(4))
+
+
 # --------------------------------------------------------------------------- end-to-end CLI (slow)
 
 
@@ -173,11 +199,12 @@ def test_cli_rank_normalisation_and_fit_validation_travel_to_the_card_the_app_an
     out = tmp_path / "out"
     train_acquisition.main(["--sources", "brats", "tcga_lgg", "--size", "32", "--epochs", "1", "--normalisation",
                             "rank", "--gamma", "0.5", "2", "--samples-per-epoch", "32", "--batch", "16", "--workers",
-                            "1", "--fit-validation", "brats", "--out", str(out)])
+                            "1", "--fit-validation", "brats", "--thick-slices", "0.5", "--out", str(out)])
     card = json.loads((out / "manifest.json").read_text())["models"]["sequence_plane"]
     assert card["input"]["normalisation"] == "rank" and "rank among the head's pixels" in card["input"]["preprocess"]
     assert card["config"]["normalisation"] == "rank"
     assert card["config"]["gamma"] == [0.5, 2.0] and "gamma 0.5-2," in card["augmentation"]
+    assert card["config"]["thick_slices"] == 0.5 and "0.5 of the re-sliced BraTS views" in card["augmentation"]
     # one BraTS training case and the validation case (3 planes x 4 sequences x 10 slices each), tcga folds 1-2
     assert sum(card["training_counts"].values()) == 2 * 120 + 12 and card["config"]["fit_validation"] == ["brats"]
     assert set(card["metrics"]["val"]) == {"tcga_lgg"} and card["metrics"]["test"]["brats"]["n"] == 120
@@ -195,3 +222,6 @@ def test_cli_rank_normalisation_and_fit_validation_travel_to_the_card_the_app_an
     train_acquisition.main(["--rescore", "--tta", card["tta"], "--out", str(out)])
     again = json.loads((out / "manifest.json").read_text())["models"]["sequence_plane"]
     assert again["metrics"] == card["metrics"]
+    # the thick-slice probe: re-sliced BraTS views only (4 sequences x 2 planes x 10 slices of the held-out case)
+    probe = card["metrics"]["thick_slice_probe"]
+    assert set(probe) == {"test"} and probe["test"]["n"] == 80 and 0.0 <= probe["test"]["sequence"] <= 1.0
