@@ -434,6 +434,8 @@ def show_external() -> None:
                f"{external_view.SPLIT_LABELS.get(split, split)}.")
     show = st.warning if external_view.below_target(report) else st.info
     show(external_view.worst_sentence(report), icon=":material/trending_down:")
+    if hardest := external_view.hardest_patient_sentence(report):
+        st.caption(hardest)
     st.dataframe(external_view.cells_table(report), hide_index=True, key="mc_ext_table")
     pooled = external_view.sources_table(report)
     if not pooled.empty:

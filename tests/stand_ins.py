@@ -138,6 +138,11 @@ def external_report(split: str = "test") -> dict:
             "by_source": {"tcga_lgg/all": cell("tcga_lgg", "all", 0.84, 0.931, [0.8, 0.88], [0.91, 0.95], n=800,
                                                n_tumour=300, n_no_tumour=500, ece=0.0612, patients=12),
                           "brats/all": cell("brats", "all", 0.931, None, [0.9, 0.96], None, n_no_tumour=0)},
+            "by_patient": {"tcga_lgg/flair": [
+                {"patient": "TCGA_A", "n_tumour": 30, "found": 9, "n_no_tumour": 20, "false_alarms": 1,
+                 "sensitivity": 0.3, "specificity": 0.95, "worst": 0.3},
+                {"patient": "TCGA_B", "n_tumour": 120, "found": 99, "n_no_tumour": 230, "false_alarms": 9,
+                 "sensitivity": 0.825, "specificity": 0.961, "worst": 0.825}]},
             "model_versions": {"stacking_ensemble": "0" * 64},
             "false_alarms_by_distance": [
                 {"source": "tcga_lgg", "sequence": "t1ce", "distance": "1-2", "n": 40, "false_alarms": 22, "rate": 0.55},

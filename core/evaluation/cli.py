@@ -119,6 +119,11 @@ def run_external(args: argparse.Namespace) -> str:
     for row in result.get("false_alarms_by_distance", []):
         print(f"false alarms {row['source'] + '/' + row.get('sequence', ''):16s} {row['distance']:>5s} slices from the lesion: "
               f"{row['false_alarms']}/{row['n']} {_fixed6(row['rate'])}")
+    hardest = result["by_patient"].get(result["worst_cell"], [])[:3]
+    if hardest:
+        print(f"hardest patients of {result['worst_cell']}: " + "; ".join(
+            f"{r['patient']} found {r['found']}/{r['n_tumour']}, false alarms {r['false_alarms']}/{r['n_no_tumour']}"
+            for r in hardest))
     _save_result(result, args.json)
     cells = result["cells"].values()
     finite = lambda k: [r[k] for r in cells if r[k] is not None]  # noqa: E731

@@ -122,6 +122,31 @@ def cell_table(sources: np.ndarray, sequences: np.ndarray, patients: np.ndarray,
     return table
 
 
+def patient_table(sources: np.ndarray, sequences: np.ndarray, patients: np.ndarray, labels: np.ndarray,
+                  probs: np.ndarray) -> dict[str, list[dict[str, Any]]]:
+    """``{"source/sequence": [per patient]}``: each patient's tumour slices called tumour and tumour-free
+    slices called tumour by the decision, hardest patient first (lowest of its sensitivity and
+    specificity) — whether a cell's misses are spread over its patients or one scan's."""
+    sources, sequences, patients = (np.asarray(a, dtype=str) for a in (sources, sequences, patients))
+    tumour = np.asarray(labels) != NO_TUMOUR
+    said_tumour = np.asarray(probs).argmax(1) != NO_TUMOUR
+    out: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells_of(sources, sequences):
+        in_cell = (sources == cell.source) & (sequences == cell.sequence)
+        rows = []
+        for patient in sorted(set(patients[in_cell])):
+            here = in_cell & (patients == patient)
+            metrics = cell_metrics(np.asarray(labels)[here], np.asarray(probs)[here])
+            rows.append({"patient": patient,
+                         "n_tumour": int((here & tumour).sum()), "found": int((here & tumour & said_tumour).sum()),
+                         "n_no_tumour": int((here & ~tumour).sum()),
+                         "false_alarms": int((here & ~tumour & said_tumour).sum()),
+                         "sensitivity": metrics["sensitivity"], "specificity": metrics["specificity"],
+                         "worst": worst_value(metrics)})
+        out[cell.key] = sorted(rows, key=lambda r: (r["worst"], r["patient"]))
+    return out
+
+
 def worst_cell(table: dict[str, dict[str, Any]]) -> tuple[str, float]:
     """The cell with the lowest :func:`worst_value`, and that value."""
     scored = [(row["worst"], key) for key, row in table.items() if np.isfinite(row["worst"])]
@@ -233,4 +258,5 @@ def evaluate_external(split: str = "test", weights_dir: Any = None, n_boot: int 
         "crosscheck_rule": {**rule.to_json(), "model": shipped[1]} if shipped else None,
         "members": json_table(members), "model_versions": versions,
         "false_alarms_by_distance": json_ready(false_alarms_by_distance(slices.refs, slices.labels(), ensemble)),
+        "by_patient": json_ready(patient_table(*columns, ensemble)),
     }

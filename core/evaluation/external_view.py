@@ -139,6 +139,31 @@ def worst_sentence(report: dict[str, Any]) -> str:
             f"here means {meaning}.")
 
 
+def hardest_patient_sentence(report: dict[str, Any]) -> str:
+    """How much of the weakest cell's shortfall one patient holds (``by_patient`` of the benchmark), e.g.
+    "17 of its 41 missed tumour slices are one patient's (BraTS2021_01480: 3 of 20 found)"; "" when the
+    artifact has no per-patient figures or the cell has no such errors."""
+    key = report.get("worst_cell") or ""
+    cell = (report.get("cells") or {}).get(key)
+    patients = (report.get("by_patient") or {}).get(key) or []
+    if not cell or not patients:
+        return ""
+    if _weaker_metric(cell) == "sensitivity":
+        errors = [(r["n_tumour"] - r["found"], r) for r in patients]
+        noun = "missed tumour slices"
+        detail = lambda r: f"{r['found']} of {r['n_tumour']} tumour slices found"  # noqa: E731
+    else:
+        errors = [(r["false_alarms"], r) for r in patients]
+        noun = "false alarms"
+        detail = lambda r: f"{r['false_alarms']} of {r['n_no_tumour']} tumour-free slices called tumour"  # noqa: E731
+    total = sum(n for n, _ in errors)
+    if total == 0:
+        return ""
+    most, row = max(errors, key=lambda e: e[0])
+    return (f"{most} of its {total} {noun} are one patient's ({row['patient']}: {detail(row)}), "
+            f"among {len(patients)} patients in the cell.")
+
+
 def chart_rows(report: dict[str, Any]) -> pd.DataFrame:
     """Sensitivity and specificity per cell with their CI bounds (missing values left out)."""
     rows = []

@@ -56,7 +56,8 @@ def known(slices: SliceSet) -> SliceSet:
     return slices.take((np.isin(slices.column("sequence"), SEQUENCES)) & (np.isin(slices.column("plane"), PLANES)))
 
 
-def training_split(slices: SliceSet, fit_validation: list[str] | tuple[str, ...] = ()) -> tuple[SliceSet, SliceSet, SliceSet]:
+def training_split(slices: SliceSet, fit_validation: list[str] | tuple[str, ...] = ()
+                   ) -> tuple[SliceSet, SliceSet, SliceSet]:
     """Train, validation and held-out slices; the validation patients of the ``fit_validation`` sources
     join the training slices (the recipe having been fixed on them first), so validation keeps the
     other sources only. The held-out patients are never moved."""
@@ -69,7 +70,8 @@ def training_split(slices: SliceSet, fit_validation: list[str] | tuple[str, ...]
 
 def split_text(fit_validation: list[str] | tuple[str, ...] = ()) -> str:
     """The card's description of the split."""
-    text = "BraTS: the shipped BraTS model's case split (train/val/held out); tcga_lgg: folds 1-2 train, 3 val, 4 held out"
+    text = ("BraTS: the shipped BraTS model's case split (train/val/held out); tcga_lgg: folds 1-2 train, 3 val, "
+            "4 held out")
     if fit_validation:
         text += ("; the validation patients of " + ", ".join(fit_validation) + " trained on as well (recipe fixed "
                  "on them first; the epoch chosen on the other sources' validation patients)")

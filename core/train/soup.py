@@ -48,7 +48,8 @@ def soup(name: str, folders: list[Path], out: Path) -> dict[str, Any]:
     cards = [model_card(name, folder) for folder in folders]
     architectures = {card.get("architecture") for card in cards}
     if len(architectures) != 1:
-        raise IncompatibleIngredients(f"{name}: architectures differ across ingredients: {sorted(map(str, architectures))}")
+        raise IncompatibleIngredients(f"{name}: architectures differ across ingredients: "
+                                      f"{sorted(map(str, architectures))}")
     models = [load_keras_model(name, folder) for folder in folders]
     base = models[-1]
     base.set_weights(mean_weights([m.get_weights() for m in models]))

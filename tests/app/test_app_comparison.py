@@ -248,6 +248,7 @@ def test_external_benchmark_shows_cells_weakest_cell_crosscheck_and_members(monk
     assert any("ECE ≤ 0.08 in every source" in c.value for c in at.caption)
     weakest = next(w.value for w in at.warning if w.value.startswith("The weakest result"))
     assert "TCGA-LGG · FLAIR" in weakest and "sensitivity 0.712" in weakest and "below the 0.90 aim" in weakest
+    assert any(c.value.startswith("21 of its 42 missed tumour slices are one patient's (TCGA_A") for c in at.caption)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Tumour slices missed by the classifier"] == "48"
     assert metrics["Of them flagged as possible lesions"] == "19"

@@ -121,6 +121,24 @@ def test_cell_table_groups_and_orders_cells_and_finds_the_worst():
     assert key == "" and math.isnan(value)
 
 
+def test_patient_table_counts_each_patients_misses_hardest_first():
+    src = np.array(["brats"] * 7 + ["tcga_lgg"])
+    seq = np.array(["t1ce"] * 7 + ["t1"])
+    pat = np.array(["c1", "c1", "c1", "c2", "c2", "c2", "c2", "p1"])
+    labels = np.array([G, G, N, G, G, G, N, G])
+    # c1: 1 of 2 tumours found, its tumour-free slice left alone; c2: 3 of 3 found, 1 false alarm of 1
+    probs = rows([(G, 0.1), (N, 0.8), (N, 0.9), (G, 0.3), (G, 0.2), (G, 0.4), (G, 0.1), (N, 0.9)])
+    table = external.patient_table(src, seq, pat, labels, probs)
+    assert list(table) == ["tcga_lgg/t1", "brats/t1ce"]
+    assert [r["patient"] for r in table["brats/t1ce"]] == ["c2", "c1"]   # specificity 0 before sensitivity 0.5
+    c2, c1 = table["brats/t1ce"]
+    assert (c1["found"], c1["n_tumour"], c1["false_alarms"], c1["n_no_tumour"]) == (1, 2, 0, 1)
+    assert (c1["sensitivity"], c1["specificity"], c1["worst"]) == (0.5, 1.0, 0.5)
+    assert (c2["found"], c2["n_tumour"], c2["false_alarms"], c2["n_no_tumour"]) == (3, 3, 1, 1) and c2["worst"] == 0.0
+    only = table["tcga_lgg/t1"][0]
+    assert only["found"] == 0 and only["n_no_tumour"] == 0 and math.isnan(only["specificity"]) and only["worst"] == 0.0
+
+
 def test_json_table_rounds_and_turns_nan_into_null():
     table = {"tcga_lgg/t1": {"source": "tcga_lgg", "n": 7, "sensitivity": 2 / 3, "specificity": float("nan"),
                              "auc": np.float64(0.123456), "sensitivity_ci95": [0.1234567, float("nan")],
@@ -188,6 +206,13 @@ def test_benchmark_table_end_to_end_on_synthetic_slices(isolated):
     assert list(pooled) == ["tcga_lgg/all", "brats/all"]
     assert pooled["brats/all"]["n"] == sum(table[f"brats/{q}"]["n"] for q in ("t1", "t1ce", "t2", "flair"))
     assert pooled["tcga_lgg/all"]["patients"] == table["tcga_lgg/flair"]["patients"]
+    by_patient = external.patient_table(slices.column("source"), slices.column("sequence"), slices.column("patient"),
+                                        slices.labels(), probs)
+    assert list(by_patient) == list(table)
+    for key, patients in by_patient.items():
+        assert len(patients) == table[key]["patients"]
+        assert sum(r["n_tumour"] + r["n_no_tumour"] for r in patients) == table[key]["n"]
+        assert all(r["found"] == 0 and r["false_alarms"] == 0 for r in patients)  # everything "no tumour"
 
 
 class _Outline:

@@ -46,6 +46,20 @@ def test_worst_sentence_names_the_cell_its_weaker_metric_and_the_aim():
     assert not ev.below_target({"worst": None})
 
 
+def test_hardest_patient_sentence_names_the_patient_with_most_of_the_weakest_cells_errors():
+    report = external_report()
+    assert ev.hardest_patient_sentence(report) == (
+        "21 of its 42 missed tumour slices are one patient's (TCGA_A: 9 of 30 tumour slices found), "
+        "among 2 patients in the cell.")
+    # a cell weakest on specificity counts false alarms instead
+    report["cells"]["tcga_lgg/flair"].update(sensitivity=0.99, specificity=0.7)
+    assert ev.hardest_patient_sentence(report) == (
+        "9 of its 10 false alarms are one patient's (TCGA_B: 9 of 230 tumour-free slices called tumour), "
+        "among 2 patients in the cell.")
+    assert ev.hardest_patient_sentence({**report, "by_patient": {}}) == ""   # artifacts written before it
+    assert ev.hardest_patient_sentence(external_report("val")) == ""         # no figures for that cell
+
+
 def test_chart_rows_leave_out_missing_metrics_and_keep_intervals():
     rows = ev.chart_rows(external_report())
     assert len(rows) == 5                                      # BraTS T2 has no specificity
