@@ -136,13 +136,12 @@ def patient_table(sources: np.ndarray, sequences: np.ndarray, patients: np.ndarr
         rows = []
         for patient in sorted(set(patients[in_cell])):
             here = in_cell & (patients == patient)
-            metrics = cell_metrics(np.asarray(labels)[here], np.asarray(probs)[here])
-            rows.append({"patient": patient,
-                         "n_tumour": int((here & tumour).sum()), "found": int((here & tumour & said_tumour).sum()),
-                         "n_no_tumour": int((here & ~tumour).sum()),
-                         "false_alarms": int((here & ~tumour & said_tumour).sum()),
-                         "sensitivity": metrics["sensitivity"], "specificity": metrics["specificity"],
-                         "worst": worst_value(metrics)})
+            n_tumour, n_no_tumour = int((here & tumour).sum()), int((here & ~tumour).sum())
+            found, false_alarms = int((here & tumour & said_tumour).sum()), int((here & ~tumour & said_tumour).sum())
+            rates = {"sensitivity": found / n_tumour if n_tumour else float("nan"),
+                     "specificity": (n_no_tumour - false_alarms) / n_no_tumour if n_no_tumour else float("nan")}
+            rows.append({"patient": patient, "n_tumour": n_tumour, "found": found, "n_no_tumour": n_no_tumour,
+                         "false_alarms": false_alarms, **rates, "worst": worst_value(rates)})
         out[cell.key] = sorted(rows, key=lambda r: (r["worst"], r["patient"]))
     return out
 
