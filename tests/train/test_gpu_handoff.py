@@ -142,12 +142,13 @@ def test_gpu_queue_runs_each_job_once_and_marks_it_done(tmp_path: Path):
     env = {"PATH": "/usr/bin:/bin", "PYTHON": str(stand_in)}
     script = ROOT / "scripts" / "gpu_train.sh"
     runs = tmp_path / "runs"
-    jobs = ["ms_densenet_compact", "resnet_compact", "resunet_fullres", "unet", "unet3d_regions", "vgg19"]
+    jobs = ["ms_densenet_compact", "resnet_compact", "resunet_fullres", "scratch_mobilenet_compact", "unet",
+            "unet3d_regions", "vgg19"]
     out = subprocess.run(["bash", str(script), str(runs), "2", "2", *jobs],
                          env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and "queued 6 jobs" in out.stdout
+    assert out.returncode == 0 and "queued 7 jobs" in out.stdout
     deadline = time.monotonic() + 30
-    while len(list((runs / "done").glob("*"))) < 6 and time.monotonic() < deadline:
+    while len(list((runs / "done").glob("*"))) < 7 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert sorted(p.name for p in (runs / "done").iterdir()) == jobs
     assert all((runs / "done" / n).read_text().strip() == "0" for n in jobs)
@@ -155,6 +156,10 @@ def test_gpu_queue_runs_each_job_once_and_marks_it_done(tmp_path: Path):
     assert "-m core.train.classifier" in multisource and "--sources fourclass tcga_lgg brats" in multisource
     assert "--init-from weights/densenet_compact.keras" in multisource and f"--out {runs}/multisource" in multisource
     assert "catalogue=.carry_cat/catalogue.npz" in multisource
+    scratch = (runs / "logs" / "scratch_mobilenet_compact.log").read_text()
+    assert "--model mobilenet_compact --sources fourclass tcga_lgg brats" in scratch
+    assert "--init-from" not in scratch and f"--out {runs}/scratch" in scratch
+    assert "catalogue=.carry_cat/catalogue.npz" in scratch
     assert "catalogue=none" in (runs / "logs" / "unet.log").read_text()
     unet = (runs / "logs" / "unet.log").read_text()
     assert "-m core.train.segmenter" in unet and "--model unet" in unet and "--crop 0" in unet
