@@ -122,18 +122,25 @@ class Batches(WeightedDraws):
         return normalise_batch(x, self.normalisation)[..., None], self.y[take]
 
 
-def thick_slice_probe(model: keras.Model, slices: SliceSet, tta: str = "none", normalisation: str = "head",
-                      factor: float = 4.0) -> dict[str, float] | None:
-    """Sequence accuracy on the re-sliced views of ``slices`` as if acquired in ``factor``-row thick axial
-    slices, every sequence alike (None without such views): what a recogniser that reads the sequence
-    from sharpness loses."""
+def thick_views(slices: SliceSet, factor: float = 4.0) -> SliceSet | None:
+    """The re-sliced views of ``slices`` as if acquired in ``factor``-row thick axial slices, every
+    sequence alike (None without such views)."""
     keep = resliced(slices)
     if not keep.any():
         return None
     views = slices.take(keep)
-    thick = np.stack([np.round(thick_slices(x, factor) * 255.0).astype(np.uint8) for x in views.x])
-    probs = predict(model, replace(views, x=thick), tta, normalisation)
-    return {"sequence": round(accuracies(probs, views)["sequence"], 4), "n": int(keep.sum()), "factor": factor}
+    return replace(views, x=np.stack([np.round(thick_slices(x, factor) * 255.0).astype(np.uint8) for x in views.x]))
+
+
+def thick_slice_probe(model: keras.Model, slices: SliceSet, tta: str = "none", normalisation: str = "head",
+                      factor: float = 4.0, thick: SliceSet | None = None) -> dict[str, float] | None:
+    """Sequence accuracy on :func:`thick_views` of ``slices`` (None without re-sliced views): what a
+    recogniser that reads the sequence from sharpness loses. ``thick`` passes views built already."""
+    thick = thick if thick is not None else thick_views(slices, factor)
+    if thick is None:
+        return None
+    probs = predict(model, thick, tta, normalisation)
+    return {"sequence": round(accuracies(probs, thick)["sequence"], 4), "n": len(thick), "factor": factor}
 
 
 def predict(model: keras.Model, slices: SliceSet, tta: str = "none", normalisation: str = "head") -> np.ndarray:
@@ -175,6 +182,7 @@ class Validation(keras.callbacks.Callback):
     def __init__(self, val: SliceSet, tta: str = "none", normalisation: str = "head"):
         super().__init__()
         self.val, self.tta, self.normalisation = val, tta, normalisation
+        self.thick = thick_views(val)   # blurred once; the probe scores them after every epoch
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         probs = predict(self.model, self.val, self.tta, self.normalisation)
@@ -183,9 +191,9 @@ class Validation(keras.callbacks.Callback):
             keep = self.val.column("source") == source
             acc.update({f"{source}_{k}": v for k, v in accuracies(probs[keep], self.val.take(keep)).items()})
         worst = min(acc.values())
-        thick = thick_slice_probe(self.model, self.val, self.tta, self.normalisation)
-        if thick is not None:  # reported beside the selection figure, not part of it
-            acc["brats_thick_sequence"] = thick["sequence"]
+        if self.thick is not None:  # reported beside the selection figure, not part of it
+            acc["brats_thick_sequence"] = thick_slice_probe(self.model, self.val, self.tta, self.normalisation,
+                                                            thick=self.thick)["sequence"]
         if logs is not None:
             logs["val_worst"] = worst
             logs.update({f"val_{k}": v for k, v in acc.items()})
