@@ -133,10 +133,10 @@ def thick_views(slices: SliceSet, factor: float = 4.0) -> SliceSet | None:
 
 
 def thick_slice_probe(model: keras.Model, slices: SliceSet, tta: str = "none", normalisation: str = "head",
-                      factor: float = 4.0, thick: SliceSet | None = None) -> dict[str, float] | None:
+                      factor: float = 4.0) -> dict[str, float] | None:
     """Sequence accuracy on :func:`thick_views` of ``slices`` (None without re-sliced views): what a
-    recogniser that reads the sequence from sharpness loses. ``thick`` passes views built already."""
-    thick = thick if thick is not None else thick_views(slices, factor)
+    recogniser that reads the sequence from sharpness loses."""
+    thick = thick_views(slices, factor)
     if thick is None:
         return None
     probs = predict(model, thick, tta, normalisation)
@@ -192,8 +192,8 @@ class Validation(keras.callbacks.Callback):
             acc.update({f"{source}_{k}": v for k, v in accuracies(probs[keep], self.val.take(keep)).items()})
         worst = min(acc.values())
         if self.thick is not None:  # reported beside the selection figure, not part of it
-            acc["brats_thick_sequence"] = thick_slice_probe(self.model, self.val, self.tta, self.normalisation,
-                                                            thick=self.thick)["sequence"]
+            thick_probs = predict(self.model, self.thick, self.tta, self.normalisation)
+            acc["brats_thick_sequence"] = round(accuracies(thick_probs, self.thick)["sequence"], 4)
         if logs is not None:
             logs["val_worst"] = worst
             logs.update({f"val_{k}": v for k, v in acc.items()})
