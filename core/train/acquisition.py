@@ -139,8 +139,12 @@ def thick_slice_probe(model: keras.Model, slices: SliceSet, tta: str = "none", n
     thick = thick_views(slices, factor)
     if thick is None:
         return None
-    probs = predict(model, thick, tta, normalisation)
-    return {"sequence": round(accuracies(probs, thick)["sequence"], 4), "n": len(thick), "factor": factor}
+    return {"sequence": sequence_accuracy(model, thick, tta, normalisation), "n": len(thick), "factor": factor}
+
+
+def sequence_accuracy(model: keras.Model, slices: SliceSet, tta: str = "none", normalisation: str = "head") -> float:
+    """The model's sequence accuracy on ``slices``, to four decimals."""
+    return round(accuracies(predict(model, slices, tta, normalisation), slices)["sequence"], 4)
 
 
 def predict(model: keras.Model, slices: SliceSet, tta: str = "none", normalisation: str = "head") -> np.ndarray:
@@ -192,8 +196,7 @@ class Validation(keras.callbacks.Callback):
             acc.update({f"{source}_{k}": v for k, v in accuracies(probs[keep], self.val.take(keep)).items()})
         worst = min(acc.values())
         if self.thick is not None:  # reported beside the selection figure, not part of it
-            thick_probs = predict(self.model, self.thick, self.tta, self.normalisation)
-            acc["brats_thick_sequence"] = round(accuracies(thick_probs, self.thick)["sequence"], 4)
+            acc["brats_thick_sequence"] = sequence_accuracy(self.model, self.thick, self.tta, self.normalisation)
         if logs is not None:
             logs["val_worst"] = worst
             logs.update({f"val_{k}": v for k, v in acc.items()})
