@@ -54,8 +54,9 @@ done
 # shortcuts the continuation above starts from). On the CPU the MobileNet so trained (60 epochs,
 # 41 min) ranked best of all members on the validation patients (lowest AUC 0.819) but fitted the
 # 4-class set less (Testing 0.935 against 0.967); at 120 epochs (88 min) its 4-class fit rose and its
-# ranking fell (README), so the members not yet tried from scratch on the CPU come first, and the
-# best epoch is still chosen on the worst validation cell.
+# ranking fell (README). So the members with the least from-scratch training on the CPU come first
+# (EfficientNet none, ResNet 34 epochs, DenseNet 45, MobileNet 120), the best epoch still chosen on the
+# worst validation cell.
 for m in resnet_compact mobilenet_compact densenet_compact efficientnet_compact; do
   JOB[scratch_$m]="BTD_CATALOGUE=${CATALOGUE:-.carry_cat/catalogue.npz} $CLS --model $m --sources fourclass tcga_lgg brats \
     --epochs 150 --lr 1e-3 --max-minutes $MIN --out $RUNS/scratch"
@@ -90,7 +91,7 @@ JOB[unet3d_brats]="$PY -m core.train.brats --model unet3d --split-like unet2d_br
 JOB[unet3d_regions]="$PY -m core.train.brats --model unet3d --outputs regions --scale-p 0.3 --split-like unet2d_brats \
   --crop 96 --window 128 --base 16 --depth 4 --batch 2 --epochs 60 --samples-per-epoch 400 --val-every 5 --workers 8 \
   --name unet3d_regions --max-minutes $MIN --out $RUNS/brats"
-ORDER="scratch_resnet_compact scratch_efficientnet_compact scratch_densenet_compact scratch_mobilenet_compact \
+ORDER="scratch_efficientnet_compact scratch_resnet_compact scratch_densenet_compact scratch_mobilenet_compact \
   ms_resnet_compact ms_densenet_compact ms_efficientnet_compact ms_mobilenet_compact resunet_fullres resnet_compact resunet xception inceptionv3 resnet50 vgg19 unet attention_unet densenet_compact \
   mobilenet_compact efficientnet_compact densenet121 efficientnetb0 stacking_backbones"
 
