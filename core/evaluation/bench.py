@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.batch > 0:
         print(f"  batch of {args.batch} synthetic slices: {batch_seconds(analyzer, args.batch):.1f} s "
               "(guard on, segmentation forced, no Grad-CAM)")
-    print(f"RESULT pipeline_ms={pipeline:.1f} resnet50_ms={yardstick:.1f} ratio={pipeline / yardstick:.3f} "
+    print(f"RESULT pipeline_ms={pipeline:.2f} resnet50_ms={yardstick:.2f} ratio={pipeline / yardstick:.3f} "
           f"load_s={load_s:.2f} peak_rss_mb={peak_rss_mb():.0f} with_explanations_ms={with_explanations:.1f} "
           f"keras_pipeline_ms={on_keras:.1f}")
 
